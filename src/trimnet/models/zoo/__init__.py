@@ -1,0 +1,1 @@
+"""One file per architecture; each registers its factories with ``@register_model``."""
