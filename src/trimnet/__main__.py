@@ -1,0 +1,5 @@
+import sys
+
+from trimnet.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The command line: ``trimnet COMMAND``; see ``main.py``."""

@@ -1,0 +1,64 @@
+"""What the subcommands share: config files, dotted overrides, JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from trimnet.errors import ConfigError
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", help="YAML config file; dotted flags (--train.epochs 5) override it")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+
+def add_json_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def split_overrides(extra: list[str]) -> list[tuple[str, str]]:
+    """``["--train.epochs", "5", "--data.seed=1"]`` -> ``[("train.epochs", "5"), ("data.seed", "1")]``."""
+    out: list[tuple[str, str]] = []
+    i = 0
+    while i < len(extra):
+        arg = extra[i]
+        if not arg.startswith("--") or "." not in arg.split("=", 1)[0]:
+            raise ConfigError(f"unrecognized argument {arg!r}; see --help (config keys are dotted: --train.epochs 5)")
+        key = arg[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+        else:
+            if i + 1 >= len(extra):
+                raise ConfigError(f"{arg} needs a value")
+            value = extra[i + 1]
+            i += 1
+        out.append((key, value))
+        i += 1
+    return out
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=_default)
+    sys.stdout.write("\n")
+
+
+def _default(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
+    return str(o)
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"1x3x224x224"`` -> ``(1, 3, 224, 224)``."""
+    try:
+        shape = tuple(int(p) for p in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        raise ConfigError(f"input shape {text!r} is not like 1x3x224x224") from None
+    if not shape or any(d < 1 for d in shape):
+        raise ConfigError(f"input shape {text!r} must be positive integers like 1x3x224x224")
+    return shape
