@@ -18,12 +18,15 @@ from trimnet.registry import Registry
 Reader = Callable[[str, DataConfig], RawData]
 SOURCES: Registry[Reader] = Registry("data source", DataError)
 
+_NOT_READERS = {"dataset", "inputs"}
+
+
 def _load_readers() -> None:
     """Import every reader module of this package; each registers itself."""
     import pkgutil
 
     for info in pkgutil.iter_modules(__path__):
-        if info.name != "dataset":
+        if info.name not in _NOT_READERS:
             importlib.import_module(f"trimnet.data.{info.name}")
 
 

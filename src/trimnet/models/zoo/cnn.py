@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from trimnet.errors import ModelError
 from trimnet.models.registry import register_model
-
-
-def conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: str = "relu") -> list:
-    return [
-        {"type": "conv2d", "in_channels": cin, "out_channels": cout, "kernel_size": k, "stride": stride,
-         "padding": k // 2, "groups": groups, "bias": False},
-        {"type": "batchnorm2d", "num_features": cout},
-        {"type": act},
-    ]
+from trimnet.models.zoo._blocks import conv_bn_relu
 
 
 @register_model("cnn")

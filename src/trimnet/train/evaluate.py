@@ -1,0 +1,146 @@
+"""Evaluation on a split (accuracy, per-class precision/recall, confusion) and prediction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from trimnet.data.dataset import Dataset
+from trimnet.errors import DataError
+
+
+@dataclass
+class Evaluation:
+    accuracy: float
+    loss: float | None
+    per_class: dict[str, dict[str, float]]
+    confusion: list[list[int]]
+    samples: int
+    split: str = "test"
+    backend: str = "torch"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "loss": self.loss, "per_class": self.per_class,
+                "confusion": self.confusion, "samples": self.samples, "split": self.split,
+                "backend": self.backend}
+
+
+@dataclass
+class Predictions:
+    labels: list[int]
+    names: list[str]
+    probabilities: np.ndarray  # (N, classes)
+    sources: list[str] = field(default_factory=list)
+
+    def to_dict(self, top_k: int = 1) -> dict[str, Any]:
+        rows = []
+        for i, (label, name) in enumerate(zip(self.labels, self.names)):
+            row = {"index": i, "label": label, "class": name, "confidence": float(self.probabilities[i, label])}
+            if self.sources:
+                row["source"] = self.sources[i]
+            rows.append(row)
+        return {"predictions": rows}
+
+
+def _resolve(model_or_artifact: Any):
+    """Model, artifact-or-None from a model, an Artifact or a run directory path."""
+    from trimnet.artifact import Artifact, load_artifact
+
+    if isinstance(model_or_artifact, (str, Path)):
+        model_or_artifact = load_artifact(model_or_artifact)
+    if isinstance(model_or_artifact, Artifact):
+        return model_or_artifact.model, model_or_artifact
+    return model_or_artifact, None
+
+
+def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
+              device: torch.device | None = None) -> torch.Tensor:
+    """Eval-mode logits for ``x`` in batches, on ``device`` (default: where the model is)."""
+    if device is None:
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
+    was = model.training
+    model.eval()
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch_size):
+            outs.append(model(x[i:i + batch_size].to(device)).float().cpu())
+    model.train(was)
+    return torch.cat(outs) if outs else torch.zeros((0, 0))
+
+
+def evaluate(model: Any, data: Dataset | None = None, split: str = "test", *, backend: str = "torch",
+             batch_size: int = 1024, device: torch.device | None = None) -> Evaluation:
+    """Accuracy, loss, per-class precision/recall/F1 and the confusion matrix on ``split``.
+
+    ``model`` may be an ``nn.Module``, an ``Artifact`` or a run directory; with an artifact
+    and no ``data``, the dataset it was trained on is loaded again (same split seed).
+    ``backend`` other than ``torch`` runs the model through that runtime.
+    """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    model, artifact = _resolve(model)
+    if data is None:
+        if artifact is None or not artifact.meta.get("data"):
+            raise DataError("evaluate needs a dataset; pass data= (or a run directory that records its data)")
+        data = dataset_of(artifact)
+    x, y = data.split(split)
+    if len(y) == 0:
+        raise DataError(f"the {split} split of {data.name} is empty; evaluate another split")
+    if backend == "torch":
+        logits = logits_of(model, x, batch_size, device)
+    else:
+        from trimnet.runtime import load_runner
+
+        runner = load_runner(backend, model, x[:1])
+        logits = torch.cat([torch.from_numpy(np.asarray(runner.run(x[i:i + batch_size].numpy()))).float()
+                            for i in range(0, len(x), batch_size)])
+    if logits.shape[1] != data.num_classes:
+        raise DataError(f"the model has {logits.shape[1]} outputs but {data.name} has {data.num_classes} classes")
+    loss = float(nn.functional.cross_entropy(logits, y))
+    pred = logits.argmax(1).numpy()
+    truth = y.numpy()
+    labels = list(range(data.num_classes))
+    precision, recall, f1, support = precision_recall_fscore_support(truth, pred, labels=labels, zero_division=0)
+    per_class = {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                        "support": int(support[i])} for i, name in enumerate(data.class_names)}
+    confusion = confusion_matrix(truth, pred, labels=labels).tolist()
+    return Evaluation(accuracy=float((pred == truth).mean()), loss=loss, per_class=per_class,
+                      confusion=confusion, samples=len(truth), split=split, backend=backend)
+
+
+def dataset_of(artifact) -> Dataset:
+    """Reload the dataset an artifact was trained on, with the same splits."""
+    from trimnet.config import DataConfig
+    from trimnet.data import load_dataset
+
+    meta = artifact.meta["data"]
+    fields = {k: meta[k] for k in DataConfig.__dataclass_fields__ if k in meta}
+    data = load_dataset(config=DataConfig(**fields))
+    if tuple(data.in_shape) != artifact.in_shape or data.class_names != artifact.class_names:
+        raise DataError(f"{fields.get('source')} no longer matches {artifact.path} (shape {data.in_shape} vs "
+                        f"{artifact.in_shape}); pass the data explicitly")
+    return data
+
+
+def predict(model: Any, inputs: np.ndarray | torch.Tensor, *, normalize: bool = True,
+            batch_size: int = 1024, class_names: list[str] | None = None) -> Predictions:
+    """Class predictions for raw ``inputs`` (normalized as in training when the model is an artifact)."""
+    model, artifact = _resolve(model)
+    x = torch.as_tensor(np.asarray(inputs, dtype=np.float32))
+    if artifact is not None:
+        if tuple(x.shape[1:]) != artifact.in_shape:
+            raise DataError(f"inputs have shape {tuple(x.shape[1:])} per sample but the model takes "
+                            f"{artifact.in_shape}; reshape or resize them")
+        if normalize:
+            x = artifact.preprocess(x)
+        class_names = class_names or artifact.class_names
+    probs = torch.softmax(logits_of(model, x, batch_size), dim=1).numpy()
+    labels = probs.argmax(1).tolist()
+    names = [class_names[i] if class_names else str(i) for i in labels]
+    return Predictions(labels=labels, names=names, probabilities=probs)
