@@ -71,6 +71,11 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
+# ``train`` and ``profile`` name both a subpackage and the function users call. Importing
+# a subpackage sets it as an attribute of this package, so bind the functions eagerly,
+# after the subpackages have loaded, and the function always wins.
+from trimnet.train import train  # noqa: E402
+
 if TYPE_CHECKING:  # pragma: no cover
     from trimnet.artifact import Artifact, load_artifact, save_artifact
     from trimnet.config import DataConfig, ModelConfig, RunConfig, TrainConfig

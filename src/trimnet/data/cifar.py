@@ -77,7 +77,8 @@ def _records(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     if y.max() >= num_classes:
         raise DataError(f"{path} holds label {int(y.max())} but there are {num_classes} class names; "
                         "check batches.meta.txt")
-    x = records[:, 1:].reshape(-1, *SHAPE).astype(np.float32) / 255.0
+    x = records[:, 1:].reshape(-1, *SHAPE).astype(np.float32)
+    x /= 255.0
     return x, y
 
 

@@ -86,7 +86,9 @@ def _pair(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
     if len(x) != len(y):
         raise DataError(f"{images.name} holds {len(x)} images but {labels.name} holds {len(y)} labels; "
                         "use the matching pair of files")
-    return (x.astype(np.float32) / 255.0)[:, None], y.astype(np.int64)
+    x = x.astype(np.float32)[:, None]
+    x /= 255.0
+    return x, y.astype(np.int64)
 
 
 def _parse(path: Path, magic: int, what: str) -> np.ndarray:

@@ -1,0 +1,25 @@
+import os
+
+import pytest
+import torch
+
+# Two threads everywhere: the suite's machines have two cores, and thread counts change
+# floating-point summation order (and so bit-exactness tests).
+torch.set_num_threads(2)
+os.environ.setdefault("CI", "1")  # no progress bars in test output
+
+
+@pytest.fixture(scope="session")
+def digits():
+    import trimnet as tn
+
+    return tn.load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def small_digits(digits):
+    """A fifth of digits: enough to train on in a second."""
+    from dataclasses import replace
+
+    return replace(digits, x_train=digits.x_train[:300], y_train=digits.y_train[:300],
+                   x_val=digits.x_val[:60], y_val=digits.y_val[:60])
