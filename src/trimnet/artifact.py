@@ -158,7 +158,7 @@ def _save_program(model: nn.Module, path: Path, in_shape: tuple[int, ...]) -> No
         ) from None
     finally:
         model.train(was_training)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".pt2", dir=path.parent)
     os.close(fd)
     try:
         torch.export.save(program, tmp)
@@ -192,7 +192,7 @@ def load_artifact(path: str | Path) -> Artifact:
         except ModelError as exc:
             raise ArtifactError(f"{path / META}: the model spec is invalid: {exc}") from None
         model.load_state_dict(_load_weights(path / meta.get("weights", WEIGHTS), model))
-    model.eval()
+        model.eval()  # an exported program was traced in eval mode already (and refuses .eval())
     return Artifact(path=path, model=model, meta=meta)
 
 

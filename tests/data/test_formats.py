@@ -82,6 +82,14 @@ def test_csv_named_string_label_column(tmp_path):
     assert all(name == ("dog", "cat", "emu")[int(round(n)) % 3] for (n, _), name in zip(x, names))
 
 
+def test_csv_semicolons_and_quotes(tmp_path):
+    path = tmp_path / "excel.csv"
+    rows = "".join(f'{i};{i % 5};"k {i % 2}"\n' for i in range(20))
+    path.write_text('\ufeffwidth;height;"kind; of"\n' + rows, encoding="utf-8")  # BOM, as Excel writes
+    ds = tn.load_dataset(f"csv:{path}", label="kind; of")
+    assert ds.class_names == ["k 0", "k 1"] and ds.in_shape == (2,)
+
+
 @pytest.mark.parametrize("cell, expected", [
     ("abc", "row 5, column 'b': 'abc' is not a number"),
     ("", "row 5, column 'b' is empty"),
@@ -170,9 +178,13 @@ def test_npz_user_errors(tmp_path):
     message = data_error(f"npz:{tmp_path / 'lengths.npz'}")
     assert "lengths.npz" in message and "10 inputs but 7 labels" in message
 
-    np.savez(tmp_path / "objects.npz", x=np.array([[1.0], "text"] * 5, dtype=object), y=y)
+    # an object array is refused, never unpickled: unpickling this one would create `marker`
+    marker = tmp_path / "unpickled"
+    objects = np.array([_CreatesFileWhenUnpickled(str(marker))] * 10, dtype=object)
+    np.savez(tmp_path / "objects.npz", x=objects, y=y)
     message = data_error(f"npz:{tmp_path / 'objects.npz'}")
     assert "objects.npz" in message and "'x'" in message and "dtype=object" in message
+    assert not marker.exists()
 
     np.savez(tmp_path / "onehot.npz", x=x, y=np.eye(2)[y])
     assert "one-hot" in data_error(f"npz:{tmp_path / 'onehot.npz'}")
@@ -183,6 +195,14 @@ def test_npz_user_errors(tmp_path):
     (tmp_path / "pickle.npz").write_bytes(b"\x80\x04not an archive")
     assert "pickle.npz" in data_error(f"npz:{tmp_path / 'pickle.npz'}")
     assert "nothere.npz" in data_error(f"npz:{tmp_path / 'nothere.npz'}")
+
+
+class _CreatesFileWhenUnpickled:
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (self.path, "w")
 
 
 @pytest.mark.parametrize("cells", [

@@ -35,7 +35,8 @@ def read(rest: str, cfg: DataConfig) -> RawData:
                             "every row needs a label")
     features = [[row[i] for i in feature_cols] for row in rows]
     try:
-        x = np.array(features, dtype=np.float32)
+        with np.errstate(over="ignore"):  # too large for float32 -> inf, reported below with its cell
+            x = np.array(features, dtype=np.float32)
     except ValueError:
         x = _convert_cell_by_cell(features, lines, [header[i] for i in feature_cols], name)
     bad = np.argwhere(~np.isfinite(x))
@@ -126,7 +127,8 @@ def _convert_cell_by_cell(features: list[list[str]], lines: list[int], columns: 
             if not cell:
                 raise DataError(f"{name} row {line}, column {col!r} is empty; fill it in or drop the row")
             try:
-                x[r, c] = float(cell)
+                with np.errstate(over="ignore"):
+                    x[r, c] = float(cell)
             except ValueError:
                 raise DataError(f"{name} row {line}, column {col!r}: {cell!r} is not a number; "
                                 "features must be numeric") from None
@@ -142,10 +144,14 @@ def _is_number(text: str) -> bool:
 
 
 def _encode_labels(labels: list[str]) -> tuple[list[str], np.ndarray]:
+    values: list = labels
     try:
-        values: list = [int(v) for v in labels]
+        # Integers, also as spreadsheets write them ("2.0"), are one class per number.
+        numbers = [float(v) for v in labels]
+        if all(n.is_integer() for n in numbers):
+            values = [int(n) for n in numbers]
     except ValueError:
-        values = labels
+        pass
     classes = sorted(set(values))
     index = {c: i for i, c in enumerate(classes)}
     y = np.fromiter((index[v] for v in values), dtype=np.int64, count=len(values))

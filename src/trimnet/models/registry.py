@@ -7,6 +7,7 @@ own options, and returns the list of layer specs of a sequential network.
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from typing import Callable, Sequence
 
@@ -54,9 +55,10 @@ def create_model(name: str, in_shape: Sequence[int], num_classes: int, **options
     if num_classes < 1:
         raise ModelError(f"num_classes must be >= 1; got {num_classes}")
     try:
-        layers = factory(tuple(in_shape), num_classes, **options)
+        inspect.signature(factory).bind(tuple(in_shape), num_classes, **options)
     except TypeError as exc:
         raise ModelError(f"model {name!r} does not take these options {sorted(options)}: {exc}") from None
+    layers = factory(tuple(in_shape), num_classes, **options)
     return from_spec({"type": "sequential", "layers": layers}, arch=name, in_shape=in_shape, num_classes=num_classes)
 
 

@@ -65,13 +65,20 @@ def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
     was = model.training
-    model.eval()
+    _set_mode(model, False)
     outs = []
     with torch.inference_mode():
         for i in range(0, len(x), batch_size):
             outs.append(model(x[i:i + batch_size].to(device)).float().cpu())
-    model.train(was)
+    _set_mode(model, was)
     return torch.cat(outs) if outs else torch.zeros((0, 0))
+
+
+def _set_mode(model: nn.Module, training: bool) -> None:
+    try:
+        model.train(training)
+    except NotImplementedError:
+        pass  # a torch.export program: traced in eval mode, and it refuses mode changes
 
 
 def evaluate(model: Any, data: Dataset | None = None, split: str = "test", *, backend: str = "torch",

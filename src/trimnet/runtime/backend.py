@@ -1,0 +1,164 @@
+"""One small interface for every runtime: load a model, run a batch, describe what ran.
+
+A backend is a registry entry (``BACKENDS``) that turns a PyTorch module, or its ONNX
+export, into a ``Runner``. ``load_runner`` is the one way in: it checks the backend can
+run here, exports to ONNX when the backend needs it, and checks the runner's outputs
+against eager PyTorch before handing it out.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import importlib.util
+import inspect
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from trimnet.errors import ConfigError, require
+from trimnet.registry import Registry
+from trimnet.runtime.errors import BackendUnavailableError
+
+# the modules that register backends, imported on first use so that `import trimnet` stays cheap
+_BACKEND_MODULES = ("torch_eager", "torch_compile", "ort", "ov")
+
+
+class Runner(abc.ABC):
+    """A model loaded on one runtime. ``run`` maps float32 ``(B, *in_shape)`` to ``(B, classes)``."""
+
+    backend: str = ""
+    precision: str = "f32"  # the precision that actually runs, as reported by the runtime
+    parity: dict | None = None  # set by load_runner after its check
+
+    @abc.abstractmethod
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """One batch of any size B through the model; numpy in, numpy out."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict:
+        """What ran: backend, device, threads, precision, versions, options."""
+
+    def close(self) -> None:
+        """Release sessions and compiled programs (they hold memory and threads)."""
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# (model, exported, example_inputs, **options) -> Runner; ``exported`` is the file an
+# ONNX-reading backend loads (model.onnx, or model.xml for openvino), None for the others
+Loader = Callable[..., Runner]
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    summary: str
+    load: Loader
+    requires: tuple[tuple[str, str], ...] = ()  # (module, pip extra) pairs
+    unavailable: Callable[[], str | None] = lambda: None  # why it cannot run here, or None
+    uses_onnx: bool = False  # runs the ONNX export rather than the module itself
+
+    def missing_dependency(self) -> str | None:
+        for module, extra in self.requires:
+            if importlib.util.find_spec(module) is None:
+                return f"{module} is not installed (pip install 'trimnet[{extra}]')"
+        return None
+
+    def why_not(self) -> str | None:
+        """None when this backend can run here, else the reason it cannot."""
+        return self.missing_dependency() or self.unavailable()
+
+
+BACKENDS: Registry[Backend] = Registry("backend", ConfigError)
+
+
+def register_backend(backend: Backend) -> Backend:
+    BACKENDS.register(backend.name)(backend)
+    return backend
+
+
+def _load_backends() -> None:
+    for name in _BACKEND_MODULES:
+        importlib.import_module(f"trimnet.runtime.{name}")
+
+
+def backend_status() -> dict[str, str | None]:
+    """Every known backend -> None when usable here, else why not."""
+    _load_backends()
+    return {name: BACKENDS.get(name).why_not() for name in BACKENDS.names()}
+
+
+def list_backends() -> list[str]:
+    """The backends that can run on this machine with what is installed."""
+    return [name for name, why in backend_status().items() if why is None]
+
+
+def get_backend(name: str) -> Backend:
+    _load_backends()
+    if name not in BACKENDS:
+        status = backend_status()
+        usable = ", ".join(n for n, why in status.items() if why is None) or "(none)"
+        others = "; ".join(f"{n}: {why}" for n, why in status.items() if why is not None)
+        raise ConfigError(f"unknown backend {name!r}; installed: {usable}" + (f" (not usable here: {others})" if others else ""))
+    return BACKENDS.get(name)
+
+
+def load_runner(backend: str, model: nn.Module | None, example_inputs: torch.Tensor, *, check: bool = True,
+                inputs: torch.Tensor | None = None, exported: str | Path | None = None, **options: Any) -> Runner:
+    """Load ``model`` on ``backend`` and check its outputs against eager PyTorch.
+
+    ``example_inputs`` is one batch of the model's inputs; ``inputs`` adds real samples to the
+    parity check; ``exported`` (a ``model.onnx``, or ``model.xml`` for openvino) reuses an export
+    of ``model`` instead of making one. ``options``
+    go to the backend (``threads``, ``precision``, ``hint``, ...). A runner that disagrees
+    with PyTorch raises ``ParityError``.
+    """
+    spec = get_backend(backend)
+    for module, extra in spec.requires:
+        require(module, extra)
+    why = spec.unavailable()
+    if why is not None:
+        raise BackendUnavailableError(f"backend {backend!r} cannot run here: {why}; usable: {', '.join(list_backends())}")
+    _check_options(spec, options)
+    if model is None and not (spec.uses_onnx and exported is not None):
+        raise ConfigError(f"backend {backend!r} needs the PyTorch model" if not spec.uses_onnx
+                          else f"backend {backend!r} needs a model or an exported file (exported=...)")
+    example_inputs = torch.as_tensor(example_inputs).float()
+    if spec.uses_onnx and exported is None:
+        from trimnet.runtime.export import export_onnx_file
+
+        with tempfile.TemporaryDirectory(prefix="trimnet-") as tmp:
+            path = export_onnx_file(model, Path(tmp) / "model.onnx", example_inputs)
+            runner = spec.load(model, path, example_inputs, **options)
+    else:
+        runner = spec.load(model, Path(exported) if exported is not None else None, example_inputs, **options)
+    if check and model is not None:
+        from trimnet.runtime.parity import check_parity, real_inputs
+
+        cases = [(f"example batch {len(example_inputs)}", example_inputs), *real_inputs(inputs)]
+        try:
+            runner.parity = check_parity(model, runner.run, cases, runtime=backend,
+                                         precision=runner.precision).to_dict()
+        except BaseException:
+            runner.close()
+            raise
+    return runner
+
+
+def _check_options(spec: Backend, options: dict) -> None:
+    params = inspect.signature(spec.load).parameters
+    known = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"backend {spec.name!r} has no option {', '.join(unknown)}; "
+                          f"its options: {', '.join(known) or '(none)'}")
