@@ -86,27 +86,38 @@ class Dataset:
 
 def check_raw(raw: RawData) -> None:
     """The checks every source shares; each message names the file and the fix."""
-    where = raw.origin
-    if raw.x.shape[0] != raw.y.shape[0]:
-        raise DataError(
-            f"{where}: {raw.x.shape[0]} inputs but {raw.y.shape[0]} labels; "
-            "inputs and labels must have the same length"
-        )
-    if raw.x.shape[0] == 0:
-        raise DataError(f"{where}: the dataset is empty; point the source at a file with samples")
-    if not np.isfinite(raw.x).all():
-        bad = int(np.argwhere(~np.isfinite(raw.x.reshape(len(raw.x), -1)).any(axis=1))[0, 0])
-        raise DataError(f"{where}: sample {bad} holds NaN or inf values; clean or drop those rows")
+    _check_arrays(raw.x, raw.y, raw.class_names, raw.origin)
     present = np.unique(raw.y)
     if len(present) < 2:
         raise DataError(
-            f"{where}: only one class ({raw.class_names[int(present[0])] if len(present) else '-'}) is present; "
+            f"{raw.origin}: only one class ({raw.class_names[int(present[0])]}) is present; "
             "a classifier needs at least two"
         )
     counts = np.bincount(raw.y, minlength=len(raw.class_names))
     empty = [raw.class_names[i] for i, c in enumerate(counts) if c == 0]
-    if empty:
-        raise DataError(f"{where}: class {empty[0]!r} has no samples; add samples or remove the class")
+    if empty and raw.test is None:
+        raise DataError(f"{raw.origin}: class {empty[0]!r} has no samples; add samples or remove the class")
+    if raw.test is not None:
+        x_test, y_test = raw.test
+        _check_arrays(x_test, y_test, raw.class_names, f"{raw.origin} (test split)")
+        if x_test.shape[1:] != raw.x.shape[1:]:
+            raise DataError(f"{raw.origin}: test samples have shape {x_test.shape[1:]} but training samples "
+                            f"{raw.x.shape[1:]}; both splits must have the same shape")
+
+
+def _check_arrays(x: np.ndarray, y: np.ndarray, class_names: list[str], where: str) -> None:
+    if x.shape[0] != y.shape[0]:
+        raise DataError(f"{where}: {x.shape[0]} inputs but {y.shape[0]} labels; "
+                        "inputs and labels must have the same length")
+    if x.shape[0] == 0:
+        raise DataError(f"{where}: the dataset is empty; point the source at a file with samples")
+    bad_rows = (~np.isfinite(x.reshape(len(x), -1))).any(axis=1)
+    if bad_rows.any():
+        raise DataError(f"{where}: sample {int(np.argmax(bad_rows))} holds NaN or inf values; "
+                        "clean or drop those rows")
+    if y.min() < 0 or y.max() >= len(class_names):
+        raise DataError(f"{where}: labels must be class indices 0..{len(class_names) - 1}; "
+                        f"found {int(y.min())}..{int(y.max())}")
 
 
 def build(raw: RawData, *, name: str, val_split: float, test_split: float, seed: int,
@@ -130,7 +141,7 @@ def build(raw: RawData, *, name: str, val_split: float, test_split: float, seed:
         x_val, y_val = x_rest[:0], y_rest[:0]
 
     tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in (x_train, x_val, x_test)]
-    if raw.kind == "image" and image_size is not None and tensors[0].shape[-1] != image_size:
+    if raw.kind == "image" and image_size is not None and tuple(tensors[0].shape[-2:]) != (image_size, image_size):
         tensors = [_resize(t, image_size) for t in tensors]
     axis_dims = (0, 2, 3) if raw.kind == "image" else (0,)
     mean = tensors[0].mean(dim=axis_dims)
@@ -152,7 +163,10 @@ def _split(x, y, share, seed, origin, train_test_split):
     if share <= 0:
         return x, x[:0], y, y[:0]
     counts = np.bincount(y)
-    stratify = y if counts[counts > 0].min() >= 2 else None
+    classes = int((counts > 0).sum())
+    held_out = int(round(share * len(y))) if share < 1 else int(share)
+    # stratify only where each side can hold every class; sklearn refuses otherwise
+    stratify = y if counts[counts > 0].min() >= 2 and min(held_out, len(y) - held_out) >= classes else None
     try:
         return train_test_split(x, y, test_size=share, random_state=seed, stratify=stratify)
     except ValueError as exc:
