@@ -68,6 +68,12 @@ class Backend:
     unavailable: Callable[[], str | None] = lambda: None  # why it cannot run here, or None
     uses_onnx: bool = False  # runs the ONNX export rather than the module itself
 
+    @property
+    def options(self) -> list[str]:
+        """The options ``load_runner`` passes on to this backend (its loader's keyword-only arguments)."""
+        params = inspect.signature(self.load).parameters.values()
+        return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
     def missing_dependency(self) -> str | None:
         for module, extra in self.requires:
             if importlib.util.find_spec(module) is None:
@@ -156,8 +162,7 @@ def load_runner(backend: str, model: nn.Module | None, example_inputs: torch.Ten
 
 
 def _check_options(spec: Backend, options: dict) -> None:
-    params = inspect.signature(spec.load).parameters
-    known = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    known = spec.options
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ConfigError(f"backend {spec.name!r} has no option {', '.join(unknown)}; "

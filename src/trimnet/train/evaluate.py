@@ -74,6 +74,13 @@ def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
     return torch.cat(outs) if outs else torch.zeros((0, 0))
 
 
+def accuracy_and_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
+                      device: torch.device | None = None) -> tuple[float, float]:
+    """The two numbers the training loop needs, without the per-class report."""
+    logits = logits_of(model, x, batch_size, device)
+    return float((logits.argmax(1) == y).float().mean()), float(nn.functional.cross_entropy(logits, y))
+
+
 def _set_mode(model: nn.Module, training: bool) -> None:
     try:
         model.train(training)

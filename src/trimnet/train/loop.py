@@ -8,6 +8,7 @@ resumed from any checkpoint ends with bit-identical weights on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
@@ -86,7 +87,9 @@ def train(
     optimizer = make_optimizer(model, cfg)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     loss_fn = teacher_loss or (lambda logits, y, x: criterion(logits, y))
-    autocast = device.type == "cuda"
+    # bf16 autocast on CUDA; on CPU not even the context manager (it costs per step)
+    autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda"
+                else contextlib.nullcontext)
 
     state = _fresh_state(cfg)
     ckpt_dir = out / "checkpoints" if out else None
@@ -126,42 +129,40 @@ def train(
         epoch = state["epoch"]
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)).to(device)
         model.train()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
+        # per-step results stay on the device and are reduced once per epoch (or checkpoint):
+        # one small kernel per step instead of several
+        losses: list[torch.Tensor] = []
+        hits: list[torch.Tensor] = []
+        first = state["step"]
         t0 = time.perf_counter()
         with epoch_bar(steps_per_epoch - state["step"], f"epoch {epoch + 1}/{cfg.epochs}", show) as advance:
             for step in range(state["step"], steps_per_epoch):
                 idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
                 xb, yb = x_train[idx], y_train[idx]
                 set_lr(optimizer, lr_at(epoch * steps_per_epoch + step, total_steps, steps_per_epoch, cfg))
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                with autocast():
                     logits = model(xb)
                     loss = loss_fn(logits.float(), yb, xb)
-                if device.type == "cpu" or step % 50 == 0:
-                    if not torch.isfinite(loss):
-                        raise TrainingError(
-                            f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
-                            "lower --train.lr or set --train.grad_clip 1.0")
+                if step % 20 == 0 and not torch.isfinite(loss):  # the epoch's sum catches the rest
+                    raise TrainingError(
+                        f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+                        "lower --train.lr or set --train.grad_clip 1.0")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
-                loss_sum += loss.detach() * len(yb)
-                correct += (logits.argmax(1) == yb).sum()
-                seen += len(yb)
+                losses.append(loss.detach())
+                hits.append(logits.detach().argmax(1))
                 state["step"] = step + 1
                 advance(1)
                 for cb in callbacks:
                     cb("step", {"epoch": epoch, "step": step, "loss": loss})
                 if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["step"] < steps_per_epoch:
-                    _accumulate(state, loss_sum, correct, seen)
-                    loss_sum.zero_(), correct.zero_()
-                    seen = 0
+                    trained_samples += _accumulate(state, losses, hits, y_train, order, first, cfg.batch_size)
+                    losses, hits, first = [], [], state["step"]
                     checkpoint()
-        _accumulate(state, loss_sum, correct, seen)
-        trained_samples += seen
+        trained_samples += _accumulate(state, losses, hits, y_train, order, first, cfg.batch_size)
         row = _end_epoch(model, data, cfg, state, device, time.perf_counter() - t0,
                          optimizer.param_groups[0]["lr"])
         if not math.isfinite(row["train_loss"]):
@@ -179,12 +180,12 @@ def train(
     elapsed = time.perf_counter() - started
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
-    from trimnet.train.evaluate import evaluate
+    from trimnet.train.evaluate import accuracy_and_loss
 
-    test = evaluate(model, data, split="test", batch_size=cfg.eval_batch_size)
+    test_accuracy, test_loss = accuracy_and_loss(model, data.x_test, data.y_test, cfg.eval_batch_size, device)
     metrics = {
-        "test_accuracy": test.accuracy,
-        "test_loss": test.loss,
+        "test_accuracy": test_accuracy,
+        "test_loss": test_loss,
         "best_epoch": state["best_epoch"] + 1 if state["best_epoch"] >= 0 else len(state["history"]),
         "best_val_accuracy": state["best_val"] if state["best_val"] >= 0 else None,
         "epochs_run": len(state["history"]),
@@ -206,25 +207,33 @@ def _fresh_state(cfg: TrainConfig) -> dict[str, Any]:
             "best_val": -1.0, "best_epoch": -1, "since_best": 0, "stopped": False, "best_state": None}
 
 
-def _accumulate(state: dict, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int) -> None:
-    state["loss_sum"] += float(loss_sum)
-    state["correct"] += int(correct)
-    state["seen"] += seen
+def _accumulate(state: dict, losses: list, hits: list, y: torch.Tensor, order: torch.Tensor, first: int,
+                batch_size: int) -> int:
+    """Fold the steps ``first``.. of this epoch into the running loss and accuracy; returns samples."""
+    if not losses:
+        return 0
+    preds = torch.cat(hits)
+    targets = y[order[first * batch_size:first * batch_size + len(preds)]]
+    sizes = torch.tensor([len(h) for h in hits], dtype=torch.float32, device=preds.device)
+    state["loss_sum"] += float((torch.stack(losses).float() * sizes).sum())
+    state["correct"] += int((preds == targets).sum())
+    state["seen"] += len(preds)
+    return len(preds)
 
 
 def _end_epoch(model: nn.Module, data: Dataset, cfg: TrainConfig, state: dict, device: torch.device,
                seconds: float, lr: float) -> dict:
-    from trimnet.train.evaluate import evaluate
+    from trimnet.train.evaluate import accuracy_and_loss
 
     seen = max(state["seen"], 1)
     row = {"epoch": state["epoch"] + 1, "train_loss": state["loss_sum"] / seen,
            "train_accuracy": state["correct"] / seen, "val_loss": None, "val_accuracy": None,
            "lr": lr, "time_s": seconds}
     if len(data.y_val):
-        val = evaluate(model, data, split="val", batch_size=cfg.eval_batch_size, device=device)
-        row["val_loss"], row["val_accuracy"] = val.loss, val.accuracy
-        if val.accuracy > state["best_val"]:
-            state["best_val"], state["best_epoch"], state["since_best"] = val.accuracy, state["epoch"], 0
+        accuracy, loss = accuracy_and_loss(model, data.x_val, data.y_val, cfg.eval_batch_size, device)
+        row["val_loss"], row["val_accuracy"] = loss, accuracy
+        if accuracy > state["best_val"]:
+            state["best_val"], state["best_epoch"], state["since_best"] = accuracy, state["epoch"], 0
             state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         else:
             state["since_best"] += 1

@@ -1,0 +1,82 @@
+"""The environment a measurement ran in, and the thread pinning every backend shares."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import importlib.metadata
+import os
+import platform
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+# CPU features that decide which kernels the runtimes pick
+_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "asimd",
+          "sve")
+_PACKAGES = ("trimnet", "torch", "numpy", "onnx", "onnxscript", "onnxruntime", "openvino")
+
+
+@contextlib.contextmanager
+def pinned_threads(threads: int) -> Iterator[int]:
+    """torch's intra-op pool at ``threads`` for the block (the other runtimes take it as an option)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
+
+
+def describe_environment(threads: int | None = None) -> dict:
+    """Threads, versions, CPU and GPU: what a reader needs to compare two result files."""
+    return {
+        "threads": threads if threads is not None else torch.get_num_threads(),
+        "cpu": describe_cpu(),
+        "gpu": describe_gpu(),
+        "versions": {"python": platform.python_version(), **package_versions()},
+        "platform": platform.platform(),
+        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CI") if k in os.environ},
+        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def describe_cpu() -> dict:
+    info = _cpuinfo()
+    flags = set((info.get("flags") or info.get("Features") or "").split())
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"name": info.get("model name") or platform.processor() or platform.machine(),
+            "logical_cores": os.cpu_count(), "usable_cores": usable, "flags": [f for f in _FLAGS if f in flags]}
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first value of each key of /proc/cpuinfo (empty where there is none)."""
+    out: dict[str, str] = {}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            out.setdefault(key.strip(), value.strip())
+    return out
+
+
+def describe_gpu() -> dict | None:
+    if not torch.cuda.is_available():
+        return None
+    return {"name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count(),
+            "cuda": torch.version.cuda}
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions, read from package metadata (nothing heavy is imported)."""
+    out: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
