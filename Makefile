@@ -19,7 +19,7 @@ venv: $(VENV)/.installed
 
 ## The main job on the bundled default.
 run: venv
-	$(BIN)/trimnet train --data digits --model cnn --train.epochs 15 --out runs/digits-cnn
+	$(BIN)/trimnet train -c configs/digits-cnn.yaml --overwrite
 
 ## The test suite.
 test: venv

@@ -53,6 +53,10 @@ _API: dict[str, str] = {
     # runtimes
     "export": "trimnet.runtime",
     "benchmark": "trimnet.bench",
+    # trimming
+    "fuse": "trimnet.optimize",
+    "quantize": "trimnet.optimize",
+    "QuantizeConfig": "trimnet.optimize",
 }
 
 __all__ = ["__version__", *_API]

@@ -20,6 +20,9 @@ COMMANDS = {
     "profile": "profile",
     "export": "export",
     "bench": "bench",
+    "fuse": "fuse",
+    "quantize": "quantize",
+    "serve": "serve",
 }
 
 
