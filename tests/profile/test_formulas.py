@@ -134,3 +134,29 @@ def test_conv_backward_skips_input_gradient_of_first_layer():
 @pytest.mark.parametrize("in_size,out_size,expected", [(7, 3, 9), (8, 4, 8), (5, 3, 7), (4, 8, 8)])
 def test_adaptive_bins(in_size, out_size, expected):
     assert adaptive_window_sum(in_size, out_size) == expected
+
+
+@pytest.mark.parametrize("fake", [True, False], ids=["fake", "real"])
+def test_fused_attention_fast_paths_match_the_unfused_ops(fake):
+    # eval + no grad runs the fused kernels (_native_multi_head_attention,
+    # _transformer_encoder_layer_fwd); training runs linears, bmm and softmax: the same MACs.
+    # MHA, N=2, L=5, D=32, 4 heads: q,k,v,out projections 4 x 10 x 32^2 = 40960;
+    # Q K^T and P V: 2 x (2*4 heads x 5 x 5 scores) x 8 = 3200
+    class SelfAttention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mha = nn.MultiheadAttention(32, 4, batch_first=True)
+
+        def forward(self, x):
+            return self.mha(x, x, x, need_weights=False)[0]
+
+    mha = SelfAttention()
+    layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, batch_first=True, dropout=0.0)
+    x = torch.randn(2, 5, 32)
+    for model, macs in ((mha, 44160), (layer, 44160 + 2 * 10 * 32 * 64)):
+        inference = profile(model, x, fake=fake)
+        training = profile(model, x, training=True, fake=fake)
+        assert inference.macs == training.macs == macs
+        assert inference.uncounted == {} and training.uncounted == {}
+        fused = "aten._transformer_encoder_layer_fwd" if model is layer else "aten._native_multi_head_attention"
+        assert fused in inference.operators and fused not in training.operators  # the fused kernel did run

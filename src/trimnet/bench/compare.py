@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from trimnet.bench.config import BenchConfig
-from trimnet.bench.env import describe_environment, pinned_threads
+from trimnet.bench.env import describe_environment, load_average, pinned_threads
 from trimnet.bench.harness import BackendSpec, check_batch_sizes, open_runner, shared_export, why_not_runnable
 from trimnet.bench.report import CompareResult, PairResult
 from trimnet.bench.source import resolve_source
@@ -50,6 +50,7 @@ def compare(
     sizes = check_batch_sizes(batch_sizes, len(src_a.example))
     threads = cfg.threads or torch.get_num_threads()
     results = []
+    environment = describe_environment(threads)
     with pinned_threads(threads), tempfile.TemporaryDirectory(prefix="trimnet-compare-") as tmp:
         exported_a = shared_export(src_a, [spec_a, spec_b], Path(tmp) / "a")
         exported_b = exported_a if src_b is src_a else shared_export(src_b, [spec_b], Path(tmp) / "b")
@@ -60,7 +61,7 @@ def compare(
             sides = [{"label": f"{src.name} on {spec.label}", "model": src.describe(None), "backend": spec.label,
                       "precision": runner.precision, "runner": runner.describe()}
                      for src, spec, runner in ((src_a, spec_a, run_a), (src_b, spec_b, run_b))]
-        environment = describe_environment(threads)
+    environment["load_average_after"] = load_average()
     return CompareResult(a=sides[0], b=sides[1], config=cfg.to_dict(), environment=environment, results=results)
 
 

@@ -37,9 +37,18 @@ def describe_environment(threads: int | None = None) -> dict:
         "gpu": describe_gpu(),
         "versions": {"python": platform.python_version(), **package_versions()},
         "platform": platform.platform(),
+        "load_average": load_average(),  # other work on the machine: read timings against it
         "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CI") if k in os.environ},
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute run-queue averages (None where the OS has none)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def describe_cpu() -> dict:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from trimnet.bench.config import BenchConfig
-from trimnet.bench.env import describe_environment, pinned_threads
+from trimnet.bench.env import describe_environment, load_average, pinned_threads
 from trimnet.bench.memory import PeakMemory
 from trimnet.bench.report import Measurement, BenchResult
 from trimnet.bench.source import Source, resolve_source
@@ -92,11 +92,12 @@ def benchmark(
     threads = cfg.threads or torch.get_num_threads()
     flops = flops_per_sample(source)
     results: list[Measurement] = []
+    environment = describe_environment(threads)
     with pinned_threads(threads), tempfile.TemporaryDirectory(prefix="trimnet-bench-") as tmp:
         exported = shared_export(source, specs, Path(tmp))
         for spec in specs:
             results.extend(_measure_backend(source, spec, sizes, cfg, threads, flops, exported))
-        environment = describe_environment(threads)
+    environment["load_average_after"] = load_average()
     return BenchResult(model=source.describe(flops), config=cfg.to_dict(), environment=environment, results=results)
 
 
@@ -104,13 +105,13 @@ def _measure_backend(source: Source, spec: BackendSpec, sizes: list[int], cfg: B
                      flops: float | None, exported: Path | None) -> list[Measurement]:
     why = why_not_runnable(source, spec)
     if why is not None:
-        log.info("skipping %s: %s", spec.label, why)
+        log.debug("skipping %s: %s", spec.label, why)
         return [Measurement.skipped(spec.label, spec.name, spec.options, b, why) for b in sizes]
     runner = open_runner(source, spec, threads, exported)
     out = []
     try:
         for batch in sizes:
-            log.info("measuring %s at batch %d", spec.label, batch)
+            log.debug("measuring %s at batch %d", spec.label, batch)
             out.append(measure_runner(runner, source.inputs(batch), cfg, spec, flops))
     finally:
         runner.close()
@@ -168,7 +169,7 @@ def shared_export(source: Source, specs: list[BackendSpec], tmp: Path) -> Path |
         return None
     start = time.perf_counter()
     path = export_onnx_file(source.model, tmp / "model.onnx", source.example)
-    log.info("exported %s to ONNX in %.1f s", source.name, time.perf_counter() - start)
+    log.debug("exported %s to ONNX in %.1f s", source.name, time.perf_counter() - start)
     return path
 
 
@@ -183,7 +184,7 @@ def flops_per_sample(source: Source) -> float | None:
     try:
         return float(profile(source.model, source.example[:1]).flops)
     except (TrimnetError, AttributeError, TypeError) as exc:
-        log.info("no FLOP count for %s: %s", source.name, exc)
+        log.debug("no FLOP count for %s: %s", source.name, exc)
         return None
 
 

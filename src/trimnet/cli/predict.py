@@ -13,10 +13,14 @@ from trimnet.cli.common import add_json_arg, format_table, print_json
 def add_parser(sub, name: str) -> None:
     p = sub.add_parser(name, help="predict classes for a .npz/.npy/.csv file, an image or a folder of images",
                        description="Inputs are raw (as in the training files); the run's normalization is applied.")
-    p.add_argument("run_dir", help="run directory (from trimnet train)")
+    p.add_argument("run_dir", help="run directory (from trimnet train); with --url, the model's name on the server "
+                                   "(a run directory stands for its name)")
     p.add_argument("--input", required=True, help="inputs: .npz (array x), .npy, .csv (features), image, or folder")
     p.add_argument("--label", help="csv: a label column to ignore")
     p.add_argument("--out", help="write predictions to this CSV file instead of printing them")
+    p.add_argument("--url", help="predict through a running `trimnet serve` (e.g. http://127.0.0.1:8000) "
+                                 "instead of loading the model here")
+    p.add_argument("--token", help="bearer token for --url (default: $TRIMNET_SERVE_TOKEN)")
     add_json_arg(p)
     p.set_defaults(func=run)
 
@@ -26,9 +30,12 @@ def run(args: argparse.Namespace) -> int:
     from trimnet.artifact import atomic_write
     from trimnet.data.inputs import read_inputs
 
-    artifact = tn.load_artifact(args.run_dir)
-    x, sources = read_inputs(args.input, artifact.in_shape, args.label)
-    preds = tn.predict(artifact, x)
+    if args.url:
+        preds, sources = _remote(args)
+    else:
+        artifact = tn.load_artifact(args.run_dir)
+        x, sources = read_inputs(args.input, artifact.in_shape, args.label)
+        preds = tn.predict(artifact, x)
     preds.sources = sources
     rows = preds.to_dict()["predictions"]
     if args.out:
@@ -43,3 +50,19 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_table(["input", "class", "confidence"], [[r["source"], r["class"], r["confidence"]] for r in rows]))
     return 0
+
+
+def _remote(args: argparse.Namespace):
+    """Predictions from a server: the model's input shape comes from its metadata."""
+    import os
+
+    from trimnet.data.inputs import read_inputs
+    from trimnet.serve.client import infer_remote, remote_metadata
+    from trimnet.serve.config import TOKEN_ENV
+
+    model = Path(args.run_dir).name
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    meta = remote_metadata(args.url, model, token=token)
+    in_shape = tuple(meta["inputs"][0]["shape"][1:])
+    x, sources = read_inputs(args.input, in_shape, args.label)
+    return infer_remote(args.url, model, x, token=token), sources

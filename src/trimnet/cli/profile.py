@@ -25,7 +25,11 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     parser.add_argument("--training", action="store_true", help="count the backward pass too")
     parser.add_argument("--samples", type=int, help="training-set size: report the FLOPs to train (implies --training)")
     parser.add_argument("--epochs", type=int, default=1, help="epochs for --samples (default 1)")
-    parser.add_argument("--real", action="store_true", help="run real arithmetic instead of fake tensors (slower, same counts)")
+    tensors = parser.add_mutually_exclusive_group()
+    tensors.add_argument("--fake", dest="fake", action="store_const", const=True,
+                         help="always use fake tensors: no arithmetic, no activation memory")
+    tensors.add_argument("--real", dest="fake", action="store_const", const=False,
+                         help="run real arithmetic (same counts; the default picks fake unless the model is tiny)")
     parser.add_argument("--depth", type=int, help="print totals per module down to this depth instead of per layer")
     common.add_json_arg(parser)
     parser.set_defaults(func=run)
@@ -40,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"trimnet profile takes no config overrides (got {keys}); see trimnet profile --help")
     model, shape = _model_and_shape(args)
     training = args.training or args.samples is not None
-    prof = profile(model, input_shape=shape, training=training, fake=not args.real)
+    prof = profile(model, input_shape=shape, training=training, fake=args.fake)
     compute = None
     if args.samples is not None:
         compute = {"samples": args.samples, "epochs": args.epochs,

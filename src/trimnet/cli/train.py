@@ -67,8 +67,13 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
+    from trimnet.train import distributed
+
     out = Path(cfg.out)
-    if not args.resume and not args.overwrite and ((out / "model.json").exists() or (out / "checkpoints").exists()):
+    # a worker that torchrun restarted after a failure continues from the last checkpoint
+    resume = bool(args.resume) or (distributed.restarted() and (out / "checkpoints" / "last.pt").exists())
+    taken = (out / "model.json").exists() or (out / "checkpoints").exists()
+    if not resume and not args.overwrite and taken and distributed.is_main_process():
         raise ConfigError(f"{out} already holds a run; continue it with --resume {out}, "
                           "pass --overwrite to replace it, or choose another --out")
 
@@ -79,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
     data = tn.load_dataset(config=cfg.data)
     torch.manual_seed(cfg.train.seed)
     model = tn.create_model(cfg.model.name, data.in_shape, data.num_classes, **cfg.model.options)
-    result = tn.train(model, data, cfg.train, out, resume=bool(args.resume), run_config=cfg)
+    result = tn.train(model, data, cfg.train, out, resume=resume, run_config=cfg)
+    if not distributed.is_main_process():
+        return 0
     if args.json:
         print_json({"out": str(out), **result.metrics})
         return 0

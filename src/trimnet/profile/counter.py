@@ -1,9 +1,9 @@
 """Operator-level counting: which aten operators ran, and which module ran each one.
 
 A ``TorchDispatchMode`` sees every operator after autograd and decomposition, whichever way
-the model called it (``nn.Conv2d``, ``F.conv2d``, ``x @ w``, ``einsum``, ``+``). Forward
-pre/post hooks on every module keep a stack of the modules running, so a count goes to the
-innermost one. For backward, the autograd nodes a module's forward created are mapped to
+the model called it (``nn.Conv2d``, ``F.conv2d``, ``x @ w``, ``einsum``, ``+``). Global
+forward pre/post hooks, filtered to the model's modules, keep a stack of the modules
+running, so a count goes to the innermost one. For backward, the autograd nodes a module's forward created are mapped to
 it as the forward runs, and each backward operator goes to the module of the node that
 autograd is executing (``torch._C._current_autograd_node``).
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
@@ -46,7 +47,16 @@ class Frame:
 
 
 def tensors_in(value: Any) -> list[torch.Tensor]:
-    return [t for t in tree_leaves(value) if isinstance(t, torch.Tensor)]
+    """The tensors in nested tuples, lists and dicts (operator arguments and module outputs)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in tensors_in(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in tensors_in(v)]
+    if hasattr(value, "__dataclass_fields__") or hasattr(value, "_fields"):  # dataclass / namedtuple outputs
+        return [t for t in tree_leaves(value) if isinstance(t, torch.Tensor)]
+    return []
 
 
 def shapes_of(value: Any) -> list[tuple[int, ...]]:
@@ -93,10 +103,12 @@ class Recorder:
 
     # ---------------------------------------------------------------- module tracking
 
-    def attach(self, model: nn.Module) -> None:
-        for module in model.modules():
-            self._handles.append(module.register_forward_pre_hook(self._enter, with_kwargs=True))
-            self._handles.append(module.register_forward_hook(self._leave, with_kwargs=True))
+    def attach(self) -> None:
+        # Global hooks, filtered to this model's modules: hooks on the modules themselves would
+        # switch off fused fast paths (nn.TransformerEncoderLayer checks for them) and change
+        # what runs.
+        self._handles.append(register_module_forward_pre_hook(self._enter))
+        self._handles.append(register_module_forward_hook(self._leave, with_kwargs=True))
 
     def detach(self) -> None:
         for h in self._handles:
@@ -106,18 +118,22 @@ class Recorder:
     def current(self) -> str:
         return self.stack[-1].name if self.stack else ""
 
-    def _enter(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        name = self.names.get(id(module), type(module).__name__)
+    def _enter(self, module: nn.Module, args: tuple) -> None:
+        name = self.names.get(id(module))
+        if name is None:  # not part of this model (another model, or one made inside forward)
+            return
         if torch.is_grad_enabled():
-            self._claim((args, kwargs), self.current())  # nodes made before this call are the caller's
-        self.stack.append(Frame(name, module, shapes_of((args, kwargs))))
+            self._claim(args, self.current())  # nodes made before this call are the caller's
+        self.stack.append(Frame(name, module, shapes_of(args)))
         if name not in self.per_module:
             self.per_module[name] = Tally()
             self.order.append(name)
         self.per_module[name].calls += 1
 
     def _leave(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        name = self.names.get(id(module), type(module).__name__)
+        name = self.names.get(id(module))
+        if name is None:
+            return
         if torch.is_grad_enabled():
             self._claim(output, name)
         shapes = shapes_of(output)

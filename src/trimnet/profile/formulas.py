@@ -23,7 +23,7 @@ FORMULAS: dict[Any, Formula] = {}
 
 
 def _packets(*names: str) -> list:
-    """The operator packets that exist in this torch build (with in-place twins for ``name_``)."""
+    """The operator packets of these names that exist in this torch build."""
     out = []
     for name in names:
         packet = getattr(aten, name, None)

@@ -27,6 +27,7 @@ from trimnet.artifact import atomic_write, save_artifact, write_json
 from trimnet.config import RunConfig, TrainConfig, dump_yaml
 from trimnet.data.dataset import Dataset
 from trimnet.errors import TrainingError
+from trimnet.train import distributed
 from trimnet.train.checkpoint import load_checkpoint, save_checkpoint
 from trimnet.train.optim import lr_at, make_optimizer, set_lr
 from trimnet.train.progress import epoch_bar, progress_enabled
@@ -73,17 +74,33 @@ def train(
     cfg = config or (run_config.train if run_config else TrainConfig())
     cfg.validate()
     out = Path(out) if out is not None else None
-    device = resolve_device(cfg.device)
+    ctx, device = distributed.setup(resolve_device(cfg.device))
+    try:
+        return _train(model, data, cfg, out, resume, callbacks, run_config, teacher_loss, ctx, device)
+    finally:
+        ctx.close()
+
+
+def _train(model, data, cfg, out, resume, callbacks, run_config, teacher_loss, ctx, device) -> TrainResult:
     _check_fit(model, data)
+    if not ctx.is_main:
+        out_main, out = out, None  # only rank 0 writes; the others still read checkpoints from it
+    else:
+        out_main = out
 
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     n = len(y_train)
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
-    if n % cfg.batch_size == 1 and n > 1:
-        steps_per_epoch -= 1  # a batch of one breaks BatchNorm; the sample is seen next epoch
+    last = n - (steps_per_epoch - 1) * cfg.batch_size
+    if steps_per_epoch > 1 and last < max(8, 2 * ctx.world_size):
+        # a tiny last batch (one sample per rank breaks BatchNorm) is left to the next epoch's
+        # order; the threshold does not depend on the world size up to 4 ranks, so those runs
+        # take the same steps as a single process
+        steps_per_epoch -= 1
     total_steps = steps_per_epoch * cfg.epochs
 
     model.to(device)
+    net = distributed.wrap(model, ctx, device)
     optimizer = make_optimizer(model, cfg)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     loss_fn = teacher_loss or (lambda logits, y, x: criterion(logits, y))
@@ -92,7 +109,7 @@ def train(
                 else contextlib.nullcontext)
 
     state = _fresh_state(cfg)
-    ckpt_dir = out / "checkpoints" if out else None
+    ckpt_dir = out_main / "checkpoints" if out_main else None
     if resume:
         if ckpt_dir is None:
             raise TrainingError("resume needs the run directory (out) that holds the checkpoints")
@@ -104,7 +121,8 @@ def train(
         torch.set_rng_state(saved["rng"])
         state = saved["loop"]
         state["best_state"] = saved.get("best_model")
-        log.info("resuming at epoch %d step %d", state["epoch"] + 1, state["step"])
+        if ctx.is_main:
+            log.info("resuming at epoch %d step %d", state["epoch"] + 1, state["step"])
     else:
         torch.manual_seed(cfg.seed)
     if out is not None:
@@ -115,14 +133,14 @@ def train(
             dump_yaml(cfg, out / "config.yaml")
 
     def checkpoint() -> None:
-        if ckpt_dir is None:
+        if ckpt_dir is None or not ctx.is_main:
             return
         loop_state = {k: v for k, v in state.items() if k != "best_state"}
         save_checkpoint(ckpt_dir, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                    "rng": torch.get_rng_state(), "loop": loop_state,
                                    "best_model": state["best_state"]})
 
-    show = progress_enabled(cfg.progress)
+    show = progress_enabled(cfg.progress) and ctx.is_main
     started = time.perf_counter()
     trained_samples = 0
     while state["epoch"] < cfg.epochs and not state["stopped"]:
@@ -133,44 +151,52 @@ def train(
         # one small kernel per step instead of several
         losses: list[torch.Tensor] = []
         hits: list[torch.Tensor] = []
-        first = state["step"]
+        seen_idx: list[torch.Tensor] = []
         t0 = time.perf_counter()
         with epoch_bar(steps_per_epoch - state["step"], f"epoch {epoch + 1}/{cfg.epochs}", show) as advance:
             for step in range(state["step"], steps_per_epoch):
-                idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                batch = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                idx = ctx.shard(batch)
                 xb, yb = x_train[idx], y_train[idx]
                 set_lr(optimizer, lr_at(epoch * steps_per_epoch + step, total_steps, steps_per_epoch, cfg))
                 with autocast():
-                    logits = model(xb)
+                    logits = net(xb)
                     loss = loss_fn(logits.float(), yb, xb)
                 if step % 20 == 0 and not torch.isfinite(loss):  # the epoch's sum catches the rest
                     raise TrainingError(
                         f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
                         "lower --train.lr or set --train.grad_clip 1.0")
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if ctx.enabled:
+                    # DDP averages gradients over ranks; weighting each rank's mean by its share
+                    # of the global batch makes that the global batch's mean, as on one process
+                    (loss * (len(yb) * ctx.world_size / len(batch))).backward()
+                else:
+                    loss.backward()
                 if cfg.grad_clip:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 losses.append(loss.detach())
                 hits.append(logits.detach().argmax(1))
+                seen_idx.append(idx)
                 state["step"] = step + 1
                 advance(1)
                 for cb in callbacks:
                     cb("step", {"epoch": epoch, "step": step, "loss": loss})
                 if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["step"] < steps_per_epoch:
-                    trained_samples += _accumulate(state, losses, hits, y_train, order, first, cfg.batch_size)
-                    losses, hits, first = [], [], state["step"]
+                    trained_samples += _accumulate(state, losses, hits, seen_idx, y_train, ctx)
+                    losses, hits, seen_idx = [], [], []
                     checkpoint()
-        trained_samples += _accumulate(state, losses, hits, y_train, order, first, cfg.batch_size)
+        trained_samples += _accumulate(state, losses, hits, seen_idx, y_train, ctx)
         row = _end_epoch(model, data, cfg, state, device, time.perf_counter() - t0,
                          optimizer.param_groups[0]["lr"])
         if not math.isfinite(row["train_loss"]):
             raise TrainingError(f"the loss became {row['train_loss']} in epoch {epoch + 1}; "
                                 "lower --train.lr or set --train.grad_clip 1.0")
-        log.info("epoch %d/%d  loss %.4f  acc %.4f  val_loss %s  val_acc %s  lr %.3g  %.1fs", epoch + 1,
-                 cfg.epochs, row["train_loss"], row["train_accuracy"], _fmt(row["val_loss"]),
-                 _fmt(row["val_accuracy"]), row["lr"], row["time_s"])
+        if ctx.is_main:
+            log.info("epoch %d/%d  loss %.4f  acc %.4f  val_loss %s  val_acc %s  lr %.3g  %.1fs", epoch + 1,
+                     cfg.epochs, row["train_loss"], row["train_accuracy"], _fmt(row["val_loss"]),
+                     _fmt(row["val_accuracy"]), row["lr"], row["time_s"])
         if out is not None:
             _write_history(out, state["history"])
         checkpoint()
@@ -193,13 +219,15 @@ def train(
         "train_time_s": elapsed,
         "train_samples_per_s": trained_samples / elapsed if elapsed > 0 else None,
         "device": str(device),
+        "world_size": ctx.world_size,
     }
     model.cpu().eval()
     if out is not None:
         save_artifact(model, out, in_shape=data.in_shape, class_names=data.class_names,
                       normalization=data.normalization, metrics=metrics,
                       extra={"data": _data_meta(data, run_config), "kind": data.kind})
-    return TrainResult(model=model, metrics=metrics, history=list(state["history"]), out=out)
+    ctx.barrier()  # the artifact is complete before any rank returns
+    return TrainResult(model=model, metrics=metrics, history=list(state["history"]), out=out_main)
 
 
 def _fresh_state(cfg: TrainConfig) -> dict[str, Any]:
@@ -207,18 +235,22 @@ def _fresh_state(cfg: TrainConfig) -> dict[str, Any]:
             "best_val": -1.0, "best_epoch": -1, "since_best": 0, "stopped": False, "best_state": None}
 
 
-def _accumulate(state: dict, losses: list, hits: list, y: torch.Tensor, order: torch.Tensor, first: int,
-                batch_size: int) -> int:
-    """Fold the steps ``first``.. of this epoch into the running loss and accuracy; returns samples."""
-    if not losses:
-        return 0
-    preds = torch.cat(hits)
-    targets = y[order[first * batch_size:first * batch_size + len(preds)]]
-    sizes = torch.tensor([len(h) for h in hits], dtype=torch.float32, device=preds.device)
-    state["loss_sum"] += float((torch.stack(losses).float() * sizes).sum())
-    state["correct"] += int((preds == targets).sum())
-    state["seen"] += len(preds)
-    return len(preds)
+def _accumulate(state: dict, losses: list, hits: list, indices: list, y: torch.Tensor,
+                ctx: distributed.DistContext) -> int:
+    """Fold the steps since the last call into the running loss and accuracy (summed over
+    ranks); returns the number of samples, all ranks together."""
+    loss_sum = correct = seen = 0.0
+    if losses:
+        preds = torch.cat(hits)
+        sizes = torch.tensor([len(h) for h in hits], dtype=torch.float32, device=preds.device)
+        loss_sum = float((torch.stack(losses).float() * sizes).sum())
+        correct = float((preds == y[torch.cat(indices)]).sum())
+        seen = float(len(preds))
+    loss_sum, correct, seen = ctx.sum([loss_sum, correct, seen], y.device)
+    state["loss_sum"] += loss_sum
+    state["correct"] += int(correct)
+    state["seen"] += int(seen)
+    return int(seen)
 
 
 def _end_epoch(model: nn.Module, data: Dataset, cfg: TrainConfig, state: dict, device: torch.device,

@@ -1,0 +1,75 @@
+"""``trimnet serve``: KServe v2 inference over HTTP with dynamic batching, for one or several run directories."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from trimnet.errors import ConfigError
+
+
+def add_parser(sub, name: str) -> None:
+    p = sub.add_parser(
+        name, help="serve models over HTTP (KServe v2 protocol) with dynamic batching",
+        description="Serve run directories over the KServe v2 / Open Inference Protocol (POST "
+                    "/v2/models/NAME/infer, /v2/health/ready, /metrics, /openapi.json). Inputs are raw, as in the "
+                    "training files; the server applies the run's normalization (see --no-normalize). "
+                    "Binds to 127.0.0.1 unless --host says otherwise.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN", help="run directories (from trimnet train)")
+    p.add_argument("--name", action="append", default=None,
+                   help="model name for each RUN, in order (default: the run directory's name)")
+    p.add_argument("--backend", default="torch", help="runtime: torch, torch-compile, onnxruntime, openvino, ...")
+    p.add_argument("--threads", type=int, help="threads the backend may use (default: the backend's choice)")
+    p.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="another backend option, e.g. --backend-option spin=false (values read as JSON)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (0: any free port, printed at start)")
+    p.add_argument("--max-batch", type=int, default=64, help="samples per model call (1 turns batching off)")
+    p.add_argument("--max-delay-ms", type=float, default=2.0, help="how long a request waits for others to join")
+    p.add_argument("--max-queue", type=int, default=1024, help="samples waiting at most; past it, 503")
+    p.add_argument("--max-inflight", type=int, default=256, help="requests handled at once at most; past it, 503")
+    p.add_argument("--max-body-mb", type=float, default=8.0, help="request body limit in MiB; past it, 413")
+    p.add_argument("--top-k", type=int, default=1, help="classes returned per sample (requests may ask otherwise)")
+    p.add_argument("--no-normalize", action="store_true",
+                   help="inputs arrive normalized already; do not apply the run's normalization")
+    p.add_argument("--token", default=None,
+                   help="require 'Authorization: Bearer TOKEN' (default: $TRIMNET_SERVE_TOKEN; none: no check)")
+    p.add_argument("--shutdown-timeout", type=float, default=30.0, help="seconds to drain requests on shutdown")
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from trimnet.serve.config import TOKEN_ENV, ServeConfig
+    from trimnet.serve.server import serve
+
+    if getattr(args, "overrides", None):
+        key = args.overrides[0][0]
+        raise ConfigError(f"serve has no option --{key}; see trimnet serve --help")
+    if not args.max_body_mb > 0:
+        raise ConfigError(f"--max-body-mb must be positive, got {args.max_body_mb}")
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
+    config = ServeConfig(max_batch=args.max_batch, max_delay_ms=args.max_delay_ms, max_queue=args.max_queue,
+                         max_inflight=args.max_inflight, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+                         top_k=args.top_k, normalize=not args.no_normalize, token=token)
+    options = parse_options(args.backend_option)
+    if args.threads is not None:
+        options["threads"] = args.threads
+    serve(args.run_dirs, names=args.name, backend=args.backend, backend_options=options, host=args.host,
+          port=args.port, config=config, access_log=args.access_log, shutdown_timeout=args.shutdown_timeout)
+    return 0
+
+
+def parse_options(items: list[str]) -> dict:
+    """``["spin=false", "hint=latency"]`` -> ``{"spin": False, "hint": "latency"}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--backend-option {item!r} is not KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out

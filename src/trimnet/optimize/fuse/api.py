@@ -1,0 +1,124 @@
+"""``fuse(model)``: run the fusion passes on a copy, checking the outputs after each one."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from trimnet.errors import ConfigError
+from trimnet.optimize.fuse import chain as C
+from trimnet.optimize.fuse.base import DEFAULT_PASSES, PASSES, PassLog
+from trimnet.optimize.fuse.check import Inputs, compare, outputs, require
+from trimnet.optimize.fuse.record import FuseRecord, FuseResult, PassRecord
+
+
+def fuse(
+    model: Any,
+    passes: Sequence[str] | None = None,
+    *,
+    example_inputs: torch.Tensor | None = None,
+    inputs: torch.Tensor | None = None,
+) -> FuseResult:
+    """Fold BatchNorm, merge linear chains and drop no-ops in a copy of ``model`` (eval mode).
+
+    ``model``: an ``nn.Module``, an ``Artifact`` or a run directory. A layer-spec model
+    stays a ``SpecNet`` (it saves as a spec); any other module is traced with torch.fx and
+    comes back as a ``GraphModule``. After each pass the outputs on ``example_inputs``
+    (default: seeded random inputs of the model's ``in_shape``) and on the real ``inputs``,
+    if given, must match the model before the pass within 1e-5 of their scale; otherwise
+    ``FuseError`` is raised. The input model is never changed.
+    """
+    from trimnet.models.spec import is_describable
+
+    module, in_shape = _resolve(model)
+    names = list(DEFAULT_PASSES if passes is None else passes)
+    chosen = [PASSES.get(_known_pass(n)) for n in names]
+    checks = _check_inputs(module, in_shape, example_inputs, inputs)
+    work = copy.deepcopy(module)
+    _eval(work)
+    spec_tree = is_describable(work)
+    if not spec_tree:
+        work = C.trace(work)
+    before_all, params_before = C.leaf_counts(work), _params(work)
+    records = []
+    reference, shapes = outputs(work, checks)
+    original = reference
+    for p in chosen:
+        start = time.perf_counter()
+        log = PassLog()
+        counts = C.leaf_counts(work)
+        if spec_tree:
+            for seq, chain in C.tree_chains(work, shapes):
+                new = p.apply(chain, log)
+                if not C.same_items(chain.items, new):
+                    C.set_children(seq, [item.module for item in new])
+        else:
+            for path, chain in C.graph_chains(work, shapes):
+                new = p.apply(chain, log)
+                if not C.same_items(chain.items, new):
+                    C.rewire(work, path, new)
+            C.finish_graph(work)
+        after, shapes = outputs(work, checks)
+        check = compare(reference, after, checks)
+        require(check, p.name)
+        reference = after
+        records.append(PassRecord(p.name, log.changes, log.skipped, counts, C.leaf_counts(work), check,
+                                  time.perf_counter() - start))
+    overall = compare(original, reference, checks)
+    require(overall, "+".join(p.name for p in chosen) or "(none)")
+    record = FuseRecord(mode="layer spec" if spec_tree else "torch.fx", passes=records, layers_before=before_all,
+                        layers_after=C.leaf_counts(work), params_before=params_before, params_after=_params(work),
+                        check=overall)
+    return FuseResult(model=work, record=record)
+
+
+def list_passes() -> list[str]:
+    return list(DEFAULT_PASSES) + [n for n in PASSES.names() if n not in DEFAULT_PASSES]
+
+
+def _known_pass(name: str) -> str:
+    if name not in PASSES:
+        raise ConfigError(f"unknown fusion pass {name!r}; choose from: {', '.join(list_passes())}")
+    return name
+
+
+def _resolve(model: Any) -> tuple[nn.Module, tuple[int, ...] | None]:
+    from trimnet.artifact import Artifact, load_artifact
+
+    if isinstance(model, (str, Path)):
+        model = load_artifact(model)
+    if isinstance(model, Artifact):
+        return model.model, model.in_shape
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"cannot fuse a {type(model).__name__}; pass an nn.Module, an Artifact or a run directory")
+    shape = getattr(model, "in_shape", None)
+    return model, tuple(shape) if shape else None
+
+
+def _check_inputs(model: nn.Module, in_shape: tuple[int, ...] | None, example_inputs: torch.Tensor | None,
+                  inputs: torch.Tensor | None) -> Inputs:
+    if example_inputs is None:
+        if not in_shape:
+            raise ConfigError(f"pass example_inputs: {type(model).__name__} does not record its input shape")
+        example_inputs = torch.randn((2, *in_shape), generator=torch.Generator().manual_seed(0))
+    checks = [(f"example batch {len(example_inputs)}", torch.as_tensor(example_inputs).float())]
+    if inputs is not None:
+        real = torch.as_tensor(inputs)[:256].float()
+        checks.append((f"given batch {len(real)}", real))
+    return checks
+
+
+def _eval(model: nn.Module) -> None:
+    try:
+        model.eval()
+    except NotImplementedError:
+        pass  # a torch.export program: traced in eval mode already, and it refuses mode changes
+
+
+def _params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,64 @@
+"""A model as the server holds it: one runner (one copy of the weights), its input, classes and normalization."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from trimnet.errors import ConfigError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(eq=False)
+class ServedModel:
+    """``infer`` maps float32 ``(B, *in_shape)`` model inputs to ``(B, classes)`` probabilities (in any thread)."""
+
+    name: str
+    infer: Callable[[np.ndarray], np.ndarray]
+    in_shape: tuple[int, ...]
+    class_names: list[str]
+    preprocess: Callable[[np.ndarray], np.ndarray] | None = None  # raw inputs -> what the model was trained on
+    platform: str = "trimnet"
+    info: dict = field(default_factory=dict)
+    close: Callable[[], None] = lambda: None
+
+
+def load_model(source: Any, *, name: str | None = None, backend: str = "torch", **options: Any) -> ServedModel:
+    """A served model from a run directory (or a loaded ``Artifact``), run by ``backend``.
+
+    ``options`` go to the backend (``threads``, ...). The weights are read without pickle
+    (``load_artifact``); onnxruntime and openvino run an export checked against PyTorch.
+    """
+    import torch
+
+    from trimnet.artifact import Artifact, load_artifact
+    from trimnet.runtime import load_runner
+
+    artifact = source if isinstance(source, Artifact) else load_artifact(Path(source))
+    name = name or artifact.path.name
+    check_name(name)
+    runner = load_runner(backend, artifact.model, artifact.example_inputs(2), **options)
+
+    def infer(x: np.ndarray) -> np.ndarray:
+        logits = torch.from_numpy(np.ascontiguousarray(runner.run(x), dtype=np.float32))
+        return torch.softmax(logits, dim=1).numpy()  # as trimnet.predict computes it
+
+    def preprocess(x: np.ndarray) -> np.ndarray:
+        return artifact.preprocess(torch.from_numpy(x)).numpy()
+
+    info = {"backend": backend, "arch": artifact.meta.get("arch"), "run_dir": str(artifact.path),
+            "normalization": artifact.meta.get("normalization")}
+    return ServedModel(name=name, infer=infer, in_shape=artifact.in_shape, class_names=artifact.class_names,
+                       preprocess=preprocess if artifact.normalization is not None else None,
+                       platform=f"trimnet_{backend}", info=info, close=runner.close)
+
+
+def check_name(name: str) -> None:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ConfigError(f"model name {name!r} cannot go in a URL; use letters, digits, '.', '_' and '-' "
+                          "(pass --name)")
