@@ -54,8 +54,13 @@ Counter = Callable[[torch.nn.Module, torch.Tensor], dict]
 
 
 def ours(model: torch.nn.Module, x: torch.Tensor) -> dict:
-    prof = profile(model, x)
-    return {"macs": prof.macs, "flops": prof.flops, "uncounted": prof.uncounted}
+    prof = profile(model, x)  # default: fake tensors, real ones for tiny workloads
+    return {"macs": prof.macs, "flops": prof.flops, "tensors": prof.tensors, "uncounted": prof.uncounted}
+
+
+def ours_fake(model: torch.nn.Module, x: torch.Tensor) -> dict:
+    prof = profile(model, x, fake=True)
+    return {"macs": prof.macs, "flops": prof.flops, "tensors": prof.tensors, "uncounted": prof.uncounted}
 
 
 def fvcore(model: torch.nn.Module, x: torch.Tensor) -> dict:
@@ -89,6 +94,7 @@ def flop_counter(model: torch.nn.Module, x: torch.Tensor) -> dict:
 
 PEERS: dict[str, tuple[str | None, Counter]] = {
     "trimnet": (None, ours),
+    "trimnet fake=True": (None, ours_fake),
     "fvcore": ("fvcore", fvcore),
     "ptflops": ("ptflops", ptflops),
     "torch.utils.flop_counter": (None, flop_counter),
@@ -134,16 +140,20 @@ def run(models: list[str], repeat: int) -> dict:
 
 def markdown(results: dict) -> str:
     tools = results["tools"]
-    head = ["model", "published MACs", *[f"{t} MACs" for t in tools], "trimnet FLOPs", *[f"{t} time" for t in tools]]
+    macs_tools = [t for t in tools if t != "trimnet fake=True"]  # same counts as trimnet
+    head = ["model", "published MACs", *[f"{t} MACs" for t in macs_tools], "trimnet FLOPs",
+            *[f"{t} time" for t in tools]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in results["models"].items():
         pub = row["published_macs"]
         cells = [name, f"{pub:,}" if pub else "–"]
-        for t in tools:
+        for t in macs_tools:
             macs = row[t]["macs"]
             mark = "" if pub is None else (" ✓" if macs == pub else " ✗")
             cells.append(f"{macs:,}{mark}")
         cells.append(f"{row['trimnet']['flops']:,}")
+        if "trimnet fake=True" in row and row["trimnet fake=True"]["macs"] != row["trimnet"]["macs"]:
+            raise RuntimeError(f"{name}: fake and real tensors disagree")
         cells += [f"{row[t]['seconds']:.3f} ({row[t]['seconds_min']:.3f})" for t in tools]
         lines.append("| " + " | ".join(cells) + " |")
     first = ", ".join(f"{t} {s:.2f} s" for t, s in results["first_call_s"].items())

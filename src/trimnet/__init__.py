@@ -78,6 +78,7 @@ def __dir__() -> list[str]:
 # ``train`` and ``profile`` name both a subpackage and the function users call. Importing
 # a subpackage sets it as an attribute of this package, so bind the functions eagerly,
 # after the subpackages have loaded, and the function always wins.
+from trimnet.profile import profile  # noqa: E402
 from trimnet.train import train  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover

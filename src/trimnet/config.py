@@ -68,6 +68,7 @@ class TrainConfig:
     early_stopping: int = 0  # patience in epochs on validation accuracy; 0 = off
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    compile: bool = False  # torch.compile the training step's model (worth it on GPUs, long runs)
     checkpoint_every: int = 0  # also checkpoint every N optimizer steps; 0 = once per epoch
     progress: bool = True  # progress bar (off anyway when not a terminal or CI is set)
 

@@ -103,10 +103,15 @@ def _print_report(prof, depth: int | None) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(*header, box=None, header_style="bold")
+        table = Table(box=None, header_style="bold")
+        for i, name in enumerate(header):
+            numeric = i >= (3 if depth is None else 1)
+            table.add_column(name, justify="right" if numeric else "left", no_wrap=True)
         for r in rows:
             table.add_row(*r)
+        widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
         console = Console()
+        console.width = max(console.width, sum(widths) + 2 * len(widths))  # never squeeze a number
         console.print(table)
         for line in report.summary_lines(prof):
             console.print(line, highlight=False, markup=False)

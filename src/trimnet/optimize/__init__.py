@@ -1,5 +1,6 @@
-"""Optimization passes: fusion (``optimize.fuse``) and lower precision (``optimize.quantize``)."""
+"""Optimization passes, one subpackage each: fusion (``optimize.fuse``), lower precision (``optimize.quantize``)."""
 
 from trimnet.optimize.fuse import FuseResult, fuse
+from trimnet.optimize.quantize import QuantizeConfig, QuantizeResult, quantize
 
-__all__ = ["FuseResult", "fuse"]
+__all__ = ["FuseResult", "QuantizeConfig", "QuantizeResult", "fuse", "quantize"]

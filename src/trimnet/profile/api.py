@@ -118,9 +118,9 @@ def _normalize_inputs(model: nn.Module, inputs: Inputs, input_shape: Sequence[in
 
 
 # Parameters x input elements at or under this run with real tensors by default. The product
-# bounds the multiply-accumulates of conv/linear/attention-projection layers (each weight is
-# used at most once per input position), so real arithmetic costs at most a few GMACs here,
-# less than fake tensors' ~0.1-0.3 ms per operator for the small models that fall under it.
+# bounds the multiply-accumulates of conv and linear layers (each weight is used at most once
+# per input position; attention adds its L^2 terms), so real arithmetic costs at most a few
+# GMACs here: less than fake tensors' ~0.1-0.3 ms per operator for the models under it.
 TINY = 4e9
 
 

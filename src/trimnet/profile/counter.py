@@ -94,7 +94,6 @@ class Recorder:
         self.data_dependent: list[tuple[str, str]] = []
         self.node_owner: dict[Any, str] = {}
         self.paused = False
-        self.failed: Frame | None = None
         # allocation trace
         self.step = 0
         self.allocations: list[Allocation] = []

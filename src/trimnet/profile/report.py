@@ -14,7 +14,7 @@ COLUMNS = ("layer", "type", "output", "params", "MACs", "FLOPs", "weights", "act
 
 def human(n: float) -> str:
     """1234567 -> '1.23 M'."""
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+    for unit, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(n) >= scale:
             return f"{n / scale:.2f} {unit}"
     return f"{n:.0f}" if float(n).is_integer() else f"{n:.2f}"

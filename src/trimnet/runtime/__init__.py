@@ -17,11 +17,11 @@ from trimnet.runtime.backend import (
     register_backend,
 )
 from trimnet.runtime.errors import BackendUnavailableError, ExportError, ParityError
-from trimnet.runtime.export import DEFAULT_OPSET, ExportResult, export
+from trimnet.runtime.export import DEFAULT_OPSET, ExportResult, check_file, export
 from trimnet.runtime.parity import ParityReport, Tolerance, check_parity
 
 __all__ = [
     "BACKENDS", "Backend", "BackendUnavailableError", "DEFAULT_OPSET", "ExportError", "ExportResult", "ParityError",
-    "ParityReport", "Runner", "Tolerance", "backend_status", "check_parity", "export", "get_backend",
+    "ParityReport", "Runner", "Tolerance", "backend_status", "check_file", "check_parity", "export", "get_backend",
     "list_backends", "load_runner", "register_backend",
 ]

@@ -90,13 +90,12 @@ def export(
     if precision not in PRECISIONS[fmt]:
         raise ConfigError(f"{fmt} export supports precision {', '.join(PRECISIONS[fmt])}; got {precision!r}")
     meta = build_metadata(model, tuple(example_inputs.shape[1:]), class_names, normalization, metadata)
-    checks = random_inputs(example_inputs.shape[1:]) + real_inputs(inputs, dataset)
     if fmt == "onnx":
         export_onnx_file(model, path, example_inputs, opset=opset, metadata=meta)
-        report = _check_file(model, path, checks, precision)
     else:
         export_openvino_file(model, path, example_inputs, opset=opset, precision=precision, metadata=meta)
-        report = _check_file(model, path, checks, precision, runtime="openvino")
+    checks = random_inputs(example_inputs.shape[1:]) + real_inputs(inputs, dataset)
+    report = check_file(model, path, checks, precision=precision)
     return ExportResult(path=path, format=fmt, precision=precision, opset=opset, parity=report, metadata=meta,
                         seconds=time.perf_counter() - start)
 
@@ -176,10 +175,19 @@ def export_openvino_file(model: nn.Module, path: str | Path, example_inputs: tor
     return path
 
 
-def _check_file(model: nn.Module, path: Path, checks: list, precision: str, runtime: str | None = None) -> ParityReport:
+def check_file(model: nn.Module, path: str | Path, checks: Sequence[tuple[str, torch.Tensor]], *,
+               precision: str = "f32") -> ParityReport:
+    """Check an exported file against ``model`` on ``checks`` (label, inputs); raises ``ParityError``.
+
+    OpenVINO IR runs on openvino; ONNX on onnxruntime, the reference ONNX runtime (or on
+    openvino where onnxruntime is not installed).
+    """
     from trimnet.runtime.backend import get_backend
 
-    if runtime is None:  # an ONNX file: onnxruntime is the reference ONNX runtime; openvino reads ONNX too
+    path = Path(path)
+    if path.suffix == ".xml":
+        runtime = "openvino"
+    else:
         runtime = next((n for n in ("onnxruntime", "openvino") if get_backend(n).why_not() is None), "onnxruntime")
     backend = get_backend(runtime)
     for module, extra in backend.requires:

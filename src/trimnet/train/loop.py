@@ -101,6 +101,8 @@ def _train(model, data, cfg, out, resume, callbacks, run_config, teacher_loss, c
 
     model.to(device)
     net = distributed.wrap(model, ctx, device)
+    if cfg.compile:
+        net = torch.compile(net)
     optimizer = make_optimizer(model, cfg)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     loss_fn = teacher_loss or (lambda logits, y, x: criterion(logits, y))

@@ -22,6 +22,17 @@ def set_metadata(path: Path, metadata: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
+def preprocessed(onnx_path: Path) -> Path:
+    """``quant_pre_process`` of an fp32 export (shape inference, graph cleanup), as onnxruntime recommends
+    before quantizing; the exporter's own shape annotations can disagree with onnx's inference otherwise."""
+    from onnxruntime.quantization import quant_pre_process
+
+    out = onnx_path.with_name(f"{onnx_path.stem}_pre.onnx")
+    if not out.exists():
+        quant_pre_process(str(onnx_path), str(out))
+    return out
+
+
 def qdq_layers(path: Path) -> list[dict]:
     """Per compute node of a QDQ model: whether its weights and inputs pass through Q/DQ, and how."""
     onnx = require("onnx", "onnx")

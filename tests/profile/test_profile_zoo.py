@@ -7,8 +7,10 @@ torchvision's "GFLOPS" column and the papers' convention. Fake tensors keep thes
 from __future__ import annotations
 
 import pytest
+import torch
 
-from trimnet.models import create_model
+from trimnet.errors import ModelError
+from trimnet.models import create_model, list_models
 from trimnet.profile import profile
 
 IMAGENET = (3, 224, 224)
@@ -64,3 +66,35 @@ def test_macs_scale_with_batch():
     eight = profile(model, input_shape=(8, *IMAGENET))
     assert eight.macs == 8 * one.macs and eight.flops == 8 * one.flops
     assert eight.per_sample()["macs"] == one.macs
+
+
+# small inputs and options per zoo model; a model not listed is tried on 1x8x8 images
+SMALL = {
+    "mlp": ((30,), {}),
+    "transformer": ((30,), {}),
+    "bert_base_encoder": ((16, 48), {"depth": 2, "heads": 4}),
+    "vgg16": ((3, 32, 32), {"width": 0.125, "hidden": 32, "pool_size": 1}),
+    "vgg16_bn": ((3, 32, 32), {"width": 0.125, "hidden": 32, "pool_size": 1}),
+    "resnet50": ((3, 32, 32), {"width": 0.25}),
+    "mobilenetv2": ((3, 32, 32), {"width": 0.5}),
+}
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_zoo_model_counts_the_same_on_fake_and_real_tensors(name):
+    tries = [SMALL[name]] if name in SMALL else [((1, 8, 8), {}), ((30,), {})]
+    for in_shape, options in tries:
+        try:
+            model = create_model(name, in_shape, 10, **options)
+            break
+        except ModelError:
+            continue
+    else:
+        pytest.skip(f"{name} builds on none of {[t[0] for t in tries]}; add it to SMALL")
+    x = torch.randn(2, *in_shape)
+    for training in (False, True):
+        fake = profile(model, x, training=training, fake=True).to_dict()
+        real = profile(model, x, training=training, fake=False).to_dict()
+        assert (fake.pop("tensors"), real.pop("tensors")) == ("fake", "real")
+        assert fake == real  # counts, bytes, peak memory, per layer and per operator
+        assert fake["uncounted"] == {} and fake["macs"] > 0
