@@ -2,16 +2,18 @@
 
 The digits CNN (trained here for a few epochs, or ``--run DIR``) is served by ``trimnet
 serve`` in a subprocess on 127.0.0.1 (a free port), once with dynamic batching
-(``--max-batch 64 --max-delay-ms 2``) and once without (``--max-batch 1``). For each, 1, 8,
-32 and 64 concurrent clients send one-sample KServe v2 infer requests over keep-alive
-connections for a fixed time each; we record throughput, p50/p99 latency, errors and the
-mean batch size the server reports on /metrics. Every phase stops by itself.
+(``--max-batch 64 --max-delay-ms 2``) and once without (``--max-batch 1``), both running at
+once. For 1, 8, 32 and 64 concurrent clients, one-sample KServe v2 infer requests go over
+keep-alive connections for a fixed time, in phases that alternate between the two servers
+(A B B A), so that load from elsewhere on the machine hits both alike. We record throughput,
+p50/p99 latency, errors and the mean batch size the server reports on /metrics. Every
+phase stops by itself; the servers are stopped (SIGTERM) at the end.
 
 The clients are asyncio streams speaking HTTP/1.1 directly (``--client httpx`` uses
 httpx.AsyncClient instead): on a small machine the load generator shares the cores with
 the server, and a lighter client leaves more of them to what is measured.
 
-    python benchmarks/serve_load.py [--duration 5] [--backend torch] [--run runs/digits-cnn]
+    python benchmarks/serve_load.py [--duration 5] [--backends torch,onnxruntime] [--run runs/digits-cnn]
 """
 
 from __future__ import annotations
@@ -22,19 +24,16 @@ import json
 import os
 import platform
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).parent
-SERVER = ("import logging, sys; logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stderr); "
-          "import argparse; from trimnet.cli import serve; p = argparse.ArgumentParser(); "
-          "serve.add_parser(p.add_subparsers(), 'serve'); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
 
 
 def train_digits(out: Path, epochs: int) -> Path:
@@ -51,9 +50,9 @@ class Server:
 
     def __init__(self, run_dir: Path, *args: str, timeout: float = 120.0):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVER, "serve", str(run_dir), "--port", "0", *args],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
         self.log: list[str] = []
+        self.proc = subprocess.Popen([sys.executable, "-m", "trimnet", "serve", str(run_dir), "--port", "0", *args],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
         deadline = time.monotonic() + timeout
         self.url = None
         while time.monotonic() < deadline and self.url is None:
@@ -67,6 +66,8 @@ class Server:
         if self.url is None:
             self.stop()
             raise RuntimeError("the server did not start:\n" + "".join(self.log))
+        # keep reading its log, or a chatty server would block on a full pipe
+        threading.Thread(target=lambda: self.log.extend(self.proc.stderr), daemon=True).start()
         self._wait_ready(deadline)
 
     def _wait_ready(self, deadline: float) -> None:
@@ -173,53 +174,74 @@ async def httpx_client(url: str, path: str, bodies: list[bytes], stop_at: float,
                 errors.append(f"{r.status_code}: {r.text[:200]}")
 
 
-async def load(url: str, model: str, clients: int, duration: float, bodies: list[bytes], kind: str) -> dict:
+async def load(url: str, model: str, clients: int, duration: float, bodies: list[bytes], kind: str,
+               first: int = 0) -> tuple[list[float], list[str], float]:
+    """``clients`` concurrent clients for ``duration`` s: latencies (s) of good answers, errors, elapsed s."""
     host, port = url.removeprefix("http://").rsplit(":", 1)
     path = f"/v2/models/{model}/infer"
     latencies: list[float] = []
     errors: list[str] = []
-    loop = asyncio.get_running_loop()
-    stop_at = loop.time() + duration
+    stop_at = asyncio.get_running_loop().time() + duration
     start = time.perf_counter()
     if kind == "raw":
-        tasks = [raw_client(host, int(port), path, bodies, stop_at, 7 * c, latencies, errors) for c in range(clients)]
+        tasks = [raw_client(host, int(port), path, bodies, stop_at, first + 7 * c, latencies, errors)
+                 for c in range(clients)]
     else:
-        tasks = [httpx_client(url, path, bodies, stop_at, 7 * c, latencies, errors) for c in range(clients)]
+        tasks = [httpx_client(url, path, bodies, stop_at, first + 7 * c, latencies, errors) for c in range(clients)]
     await asyncio.wait_for(asyncio.gather(*tasks), duration + 60)
-    elapsed = time.perf_counter() - start
+    return latencies, errors, time.perf_counter() - start
+
+
+def summarize(clients: int, latencies: list[float], errors: list[str], seconds: float) -> dict:
     lat = np.asarray(latencies) * 1000
-    return {"clients": clients, "requests": len(latencies), "seconds": round(elapsed, 3),
-            "throughput_rps": round(len(latencies) / elapsed, 1),
+    return {"clients": clients, "requests": len(latencies), "seconds": round(seconds, 3),
+            "throughput_rps": round(len(latencies) / seconds, 1) if seconds else 0.0,
             "p50_ms": round(float(np.percentile(lat, 50)), 2) if len(lat) else None,
             "p99_ms": round(float(np.percentile(lat, 99)), 2) if len(lat) else None,
             "errors": len(errors), "error_samples": sorted(set(errors))[:3]}
 
 
-def run_mode(run_dir: Path, label: str, server_args: list[str], clients: list[int], duration: float,
-             bodies: list[bytes], kind: str) -> list[dict]:
+def run_backend(run_dir: Path, backend: str, modes: dict[str, list[str]], clients: list[int], duration: float,
+                repeats: int, bodies: list[bytes], kind: str) -> list[dict]:
+    """Every mode's server up at once; per client count, phases alternate between modes (A B B A ...)
+    so that load from elsewhere on the machine hits them alike."""
     rows = []
-    with Server(run_dir, *server_args) as server:
-        model = run_dir.name
-        asyncio.run(load(server.url, model, 4, 1.0, bodies, kind))  # warm-up: first calls, allocator, caches
+    model = run_dir.name
+    servers: dict[str, Server] = {}
+    try:
+        for mode, args in modes.items():
+            servers[mode] = Server(run_dir, "--backend", backend, *args)
+        for server in servers.values():  # warm-up: first calls, allocator, caches
+            asyncio.run(load(server.url, model, 4, 1.0, bodies, kind))
         for n in clients:
-            before = server.metrics()
-            row = asyncio.run(load(server.url, model, n, duration, bodies, kind))
-            after = server.metrics()
-            batches = after["trimnet_batch_size_count"] - before["trimnet_batch_size_count"]
-            samples = after["trimnet_batch_size_sum"] - before["trimnet_batch_size_sum"]
-            row["mean_batch"] = round(samples / batches, 2) if batches else None
-            row["mode"] = label
-            rows.append(row)
-            print(f"  {label:>8}  {n:>3} clients: {row['throughput_rps']:8.1f} req/s  p50 {row['p50_ms']} ms  "
-                  f"p99 {row['p99_ms']} ms  errors {row['errors']}  mean batch {row['mean_batch']}", flush=True)
-        code = server.stop()
-        print(f"  server exited with {code}", flush=True)
+            acc = {mode: ([], [], 0.0) for mode in modes}
+            before = {mode: server.metrics() for mode, server in servers.items()}
+            order = list(modes)
+            for rep in range(repeats):
+                for mode in order if rep % 2 == 0 else order[::-1]:
+                    lat, err, sec = asyncio.run(load(servers[mode].url, model, n, duration / repeats, bodies, kind,
+                                                     first=rep * 1000))
+                    acc[mode] = (acc[mode][0] + lat, acc[mode][1] + err, acc[mode][2] + sec)
+            for mode, server in servers.items():
+                after = server.metrics()
+                batches = after["trimnet_batch_size_count"] - before[mode]["trimnet_batch_size_count"]
+                samples = after["trimnet_batch_size_sum"] - before[mode]["trimnet_batch_size_sum"]
+                row = {"backend": backend, "mode": mode, **summarize(n, *acc[mode]),
+                       "mean_batch": round(samples / batches, 2) if batches else None}
+                rows.append(row)
+                print(f"  {backend:>11} {mode:>8} {n:>3} clients: {row['throughput_rps']:8.1f} req/s  "
+                      f"p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms  errors {row['errors']}  "
+                      f"mean batch {row['mean_batch']}", flush=True)
+    finally:
+        for mode, server in servers.items():
+            code = server.stop()
+            print(f"  {backend} {mode} server exited with {code}", flush=True)
     return rows
 
 
-def table(rows: list[dict], clients: list[int]) -> str:
-    by = {(r["mode"], r["clients"]): r for r in rows}
-    lines = ["| clients | batched req/s | p50 ms | p99 ms | mean batch | errors | batch-1 req/s | p50 ms | p99 ms "
+def table(rows: list[dict], clients: list[int], backend: str) -> str:
+    by = {(r["mode"], r["clients"]): r for r in rows if r["backend"] == backend}
+    lines = [f"{backend}:", "", "| clients | batched req/s | p50 ms | p99 ms | mean batch | errors | batch-1 req/s | p50 ms | p99 ms "
              "| errors | speedup |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n in clients:
         b, s = by[("batched", n)], by[("batch-1", n)]
@@ -234,47 +256,53 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", help="run directory to serve (default: train the digits CNN here)")
     ap.add_argument("--epochs", type=int, default=3, help="epochs when training the digits CNN here")
-    ap.add_argument("--backend", default="torch")
+    ap.add_argument("--backends", default="torch,onnxruntime", help="comma-separated; each served in turn")
     ap.add_argument("--threads", type=int, default=1, help="model threads in the server")
     ap.add_argument("--clients", default="1,8,32,64")
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds per client count")
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per client count and mode")
+    ap.add_argument("--repeats", type=int, default=2, help="phases per mode and client count, interleaved")
     ap.add_argument("--max-batch", type=int, default=64)
     ap.add_argument("--max-delay-ms", type=float, default=2.0)
     ap.add_argument("--client", choices=["raw", "httpx"], default="raw")
     ap.add_argument("--out", default=str(HERE / "results" / "serve_load.json"))
     args = ap.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
+    backends = args.backends.split(",")
     started = time.perf_counter()
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="trimnet-serve-load-") as tmp:
         run_dir = Path(args.run) if args.run else train_digits(Path(tmp) / "digits-cnn", args.epochs)
         bodies = request_bodies()
-        common = ["--backend", args.backend, "--threads", str(args.threads), "--max-queue", "4096"]
-        print(f"serving {run_dir} on {args.backend}, {args.duration:g} s per client count", flush=True)
-        rows = run_mode(run_dir, "batched", [*common, "--max-batch", str(args.max_batch), "--max-delay-ms",
-                                             str(args.max_delay_ms)], clients, args.duration, bodies, args.client)
-        rows += run_mode(run_dir, "batch-1", [*common, "--max-batch", "1", "--max-delay-ms", "0"], clients,
-                         args.duration, bodies, args.client)
-    md = table(rows, clients)
-    at32 = {r["mode"]: r for r in rows if r["clients"] == 32}
-    target = None
-    if len(at32) == 2:
-        speedup = at32["batched"]["throughput_rps"] / max(at32["batch-1"]["throughput_rps"], 1e-9)
-        target = {"speedup_at_32": round(speedup, 2), "p99_ms_at_32": at32["batched"]["p99_ms"],
-                  "errors_at_32": at32["batched"]["errors"],
-                  "met": speedup >= 4 and (at32["batched"]["p99_ms"] or 1e9) <= 50 and at32["batched"]["errors"] == 0}
-    result = {"benchmark": "serve_load", "model": "digits cnn", "backend": args.backend, "threads": args.threads,
+        print(f"serving {run_dir}, {args.duration:g} s per client count", flush=True)
+        for backend in backends:
+            common = ["--threads", str(args.threads), "--max-queue", "4096"]
+            modes = {"batched": [*common, "--max-batch", str(args.max_batch), "--max-delay-ms", str(args.max_delay_ms)],
+                     "batch-1": [*common, "--max-batch", "1", "--max-delay-ms", "0"]}
+            rows += run_backend(run_dir, backend, modes, clients, args.duration, args.repeats, bodies, args.client)
+    targets = {}
+    for backend in backends:
+        at32 = {r["mode"]: r for r in rows if r["clients"] == 32 and r["backend"] == backend}
+        if len(at32) == 2:
+            b, s = at32["batched"], at32["batch-1"]
+            speedup = b["throughput_rps"] / max(s["throughput_rps"], 1e-9)
+            targets[backend] = {"speedup": round(speedup, 2), "p99_ms": b["p99_ms"], "errors": b["errors"],
+                                "met": speedup >= 4 and (b["p99_ms"] or 1e9) <= 50 and b["errors"] == 0}
+    result = {"benchmark": "serve_load", "model": "digits cnn", "backends": backends, "threads": args.threads,
               "duration_s": args.duration, "max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms,
               "client": args.client, "request": "one 1x1x8x8 sample per request (JSON)",
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-              "target_at_32_clients": target, "rows": rows, "total_s": round(time.perf_counter() - started, 1)}
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                          "load_average_at_end": list(os.getloadavg())},
+              "target": "at 32 clients: batched >= 4x batch-1 throughput, p99 <= 50 ms, 0 errors",
+              "at_32_clients": targets, "rows": rows, "total_s": round(time.perf_counter() - started, 1)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print()
-    print(md)
-    if target:
-        print(f"\nat 32 clients: batching {target['speedup_at_32']}x batch-1, p99 {target['p99_ms_at_32']} ms, "
-              f"errors {target['errors_at_32']} (target >= 4x, <= 50 ms, 0: {'met' if target['met'] else 'NOT met'})")
+    for backend in backends:
+        print(table(rows, clients, backend) + "\n")
+    for backend, t in targets.items():
+        print(f"{backend} at 32 clients: batching {t['speedup']}x batch-1, p99 {t['p99_ms']} ms, errors {t['errors']} "
+              f"(target >= 4x, <= 50 ms, 0: {'met' if t['met'] else 'NOT met'})")
     print(f"wrote {out} ({result['total_s']} s)")
 
 

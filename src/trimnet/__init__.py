@@ -50,6 +50,10 @@ _API: dict[str, str] = {
     # measuring
     "profile": "trimnet.profile",
     "Profile": "trimnet.profile",
+    # hardware
+    "estimate": "trimnet.hardware",
+    "recommend": "trimnet.hardware",
+    "calibrate": "trimnet.hardware",
     # runtimes
     "export": "trimnet.runtime",
     "benchmark": "trimnet.bench",

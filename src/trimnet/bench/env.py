@@ -38,9 +38,22 @@ def describe_environment(threads: int | None = None) -> dict:
         "versions": {"python": platform.python_version(), **package_versions()},
         "platform": platform.platform(),
         "load_average": load_average(),  # other work on the machine: read timings against it
+        "torch_global_hooks": torch_global_hooks(),
         "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CI") if k in os.environ},
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def torch_global_hooks() -> bool:
+    """Whether global module hooks are registered: every nn.Module call then takes torch's slow path.
+
+    torch 2.x leaves a flag behind when a global forward hook registered ``with_kwargs`` is
+    removed, so a profiler that ran earlier in the process can slow eager calls for good.
+    """
+    from torch.nn.modules import module
+
+    check = getattr(module, "_has_any_global_hook", None)
+    return bool(check()) if check is not None else False
 
 
 def load_average() -> list[float] | None:

@@ -90,19 +90,23 @@ def benchmark(
     source = resolve_source(model_or_path, example_inputs, seed=cfg.seed)
     sizes = check_batch_sizes(batch_sizes, len(source.example))
     threads = cfg.threads or torch.get_num_threads()
-    flops = flops_per_sample(source)
     results: list[Measurement] = []
     environment = describe_environment(threads)
     with pinned_threads(threads), tempfile.TemporaryDirectory(prefix="trimnet-bench-") as tmp:
         exported = shared_export(source, specs, Path(tmp))
         for spec in specs:
-            results.extend(_measure_backend(source, spec, sizes, cfg, threads, flops, exported))
+            results.extend(_measure_backend(source, spec, sizes, cfg, threads, exported))
     environment["load_average_after"] = load_average()
+    # counted after timing: the profiler hooks every module call while it counts
+    flops = flops_per_sample(source)
+    for m in results:
+        if flops and m.p50:
+            m.achieved_flops = flops * m.batch / (m.p50 / 1e3)
     return BenchResult(model=source.describe(flops), config=cfg.to_dict(), environment=environment, results=results)
 
 
 def _measure_backend(source: Source, spec: BackendSpec, sizes: list[int], cfg: BenchConfig, threads: int,
-                     flops: float | None, exported: Path | None) -> list[Measurement]:
+                     exported: Path | None) -> list[Measurement]:
     why = why_not_runnable(source, spec)
     if why is not None:
         log.debug("skipping %s: %s", spec.label, why)
@@ -112,7 +116,7 @@ def _measure_backend(source: Source, spec: BackendSpec, sizes: list[int], cfg: B
     try:
         for batch in sizes:
             log.debug("measuring %s at batch %d", spec.label, batch)
-            out.append(measure_runner(runner, source.inputs(batch), cfg, spec, flops))
+            out.append(measure_runner(runner, source.inputs(batch), cfg, spec))
     finally:
         runner.close()
     return out
@@ -122,13 +126,16 @@ def open_runner(source: Source, spec: BackendSpec, threads: int, exported: Path 
     """A parity-checked runner for ``spec``, pinned to ``threads`` where the backend takes it."""
     from trimnet.runtime import get_backend, load_runner
 
+    backend = get_backend(spec.name)
     options = dict(spec.options)
-    if "threads" in get_backend(spec.name).options and "threads" not in options:
+    if "threads" in backend.options and "threads" not in options:
         options["threads"] = threads
-    return load_runner(spec.name, source.model, source.example, exported=source.exported or exported, **options)
+    if backend.uses_onnx:
+        options["exported"] = source.exported or exported
+    return load_runner(spec.name, source.model, source.example, **options)
 
 
-def measure_runner(runner, x: np.ndarray, cfg: BenchConfig, spec: BackendSpec, flops: float | None) -> Measurement:
+def measure_runner(runner, x: np.ndarray, cfg: BenchConfig, spec: BackendSpec) -> Measurement:
     """First call, warm-up and measured loop of one runner on one batch."""
     batch = len(x)
     run = runner.run
@@ -141,7 +148,6 @@ def measure_runner(runner, x: np.ndarray, cfg: BenchConfig, spec: BackendSpec, f
         backend=spec.label, name=spec.name, options=dict(spec.options), batch=batch, status="ok",
         latency_ms=stats.latency_ms(), iterations=stats.iterations, measured_s=stats.seconds,
         throughput=batch * stats.iterations / stats.seconds if stats.seconds > 0 else None,
-        achieved_flops=flops * batch / (stats.p50 / 1e3) if flops and stats.p50 > 0 else None,
         first_run_ms=first_ns / 1e6, warmup=warm.to_dict(), memory=memory.to_dict(),
         precision=runner.precision, runner=runner.describe(), parity=_parity_summary(runner.parity),
     )
@@ -153,8 +159,9 @@ def why_not_runnable(source: Source, spec: BackendSpec) -> str | None:
 
     backend = get_backend(spec.name)
     why = backend.why_not()
-    if why is None and source.model is None and not backend.uses_onnx:
-        why = f"{spec.name} runs PyTorch modules and {source.name} is an exported file"
+    if why is None and source.exported is not None and source.exported.suffix not in backend.reads:
+        what = f"reads {', '.join(backend.reads)} files" if backend.reads else "runs PyTorch modules"
+        why = f"{spec.name} {what}, not {source.exported.name}"
     return why
 
 

@@ -76,7 +76,8 @@ class BenchResult:
             lat = m.latency_ms or {}
             peak = (m.memory or {}).get("peak_rss_bytes")
             note = "" if (m.warmup or {}).get("stable", True) else "warm-up did not settle"
-            rows.append([m.backend, m.precision or "-", str(m.batch), *(ms(lat[k]) for k in ("p50", "p90", "p99", "min")),
+            rows.append([m.backend, m.precision or "-", str(m.batch),
+                         *(ms(lat[k]) for k in ("p50", "p90", "p99", "min")),
                          _num(m.throughput), _num(m.achieved_flops / 1e9) if m.achieved_flops else "-",
                          f"{peak / 2**20:.0f}" if peak else "-", note])
         return headers, rows
@@ -85,7 +86,7 @@ class BenchResult:
         env = self.environment
         title = (f"{self.model['name']} {tuple(self.model['input_shape'])}, {env['threads']} threads, "
                  f"{env['cpu']['name']}" + (f", {env['gpu']['name']}" if env.get("gpu") else ""))
-        return title + "\n" + format_table(*self.rows())
+        return "\n".join([title, format_table(*self.rows()), *environment_notes(env)]).rstrip()
 
     def markdown(self) -> str:
         return markdown_table(*self.rows())
@@ -125,7 +126,20 @@ class CompareResult:
         rows = [[str(r.batch), str(r.pairs), ms(r.a_latency_ms["p50"]), ms(r.b_latency_ms["p50"]), f"{r.ratio:.3f}",
                  f"{r.ratio_p25:.3f}-{r.ratio_p75:.3f}", _verdict(r.ratio)] for r in self.results]
         title = f"A = {self.a['label']}\nB = {self.b['label']}\n{self.environment['threads']} threads"
-        return title + "\n" + format_table(headers, rows)
+        return "\n".join([title, format_table(headers, rows), *environment_notes(self.environment)]).rstrip()
+
+
+def environment_notes(env: dict) -> list[str]:
+    """Warnings about conditions that inflate timings, for the reader of a table."""
+    notes = []
+    loads = [x for x in (env.get("load_average"), env.get("load_average_after")) if x]
+    cores = (env.get("cpu") or {}).get("usable_cores") or 0
+    if loads and cores and max(load[0] for load in loads) > cores:
+        notes.append(f"note: the machine was busy (1-minute load up to {max(load[0] for load in loads):.1f} on "
+                     f"{cores} cores): timings are inflated and noisy; use --compare for A/B questions")
+    if env.get("torch_global_hooks"):
+        notes.append("note: global nn.Module hooks are registered in this process; eager PyTorch calls pay for them")
+    return notes
 
 
 def _verdict(ratio: float) -> str:

@@ -82,8 +82,8 @@ def _exported_shape(path: Path) -> tuple[int, ...]:
     else:
         import openvino as ov
 
-        rt = ov.Core().read_model(str(path))
-        shape = rt.get_rt_info(["trimnet", "input_shape"]).astype(str) if rt.has_rt_info(["trimnet", "input_shape"]) else None
+        model, key = ov.Core().read_model(str(path)), ["trimnet", "input_shape"]
+        shape = model.get_rt_info(key).astype(str) if model.has_rt_info(key) else None
     if not shape:
         raise ConfigError(f"{path} has no trimnet input shape in its metadata; pass example_inputs (--input-shape)")
     return tuple(json.loads(shape))

@@ -6,7 +6,7 @@
     trimnet bench runs/digits-cnn --compare onnxruntime openvino      # two backends, one model
     trimnet bench --compare runs/a runs/b --backends onnxruntime       # two models, one backend
 
-Measurement settings are dotted flags: --bench.min_time_s 2 --bench.warmup_window 3 (see docs/bench.md).
+Measurement settings are dotted flags: --bench.min_time_s=2 --bench.warmup_window=3 (see docs/bench.md).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     parser.add_argument("--num-classes", type=int, default=1000, help="classes for --model (default 1000)")
     parser.add_argument("--backends", help="comma-separated backends, each name[:key=value...] "
                                            "(default: torch,onnxruntime,openvino where installed)")
-    parser.add_argument("--batch", help="comma-separated batch sizes, like 1,32,256 (default: the --input-shape batch, or 1)")
+    parser.add_argument("--batch", help="comma-separated batch sizes, like 1,32,256 "
+                                        "(default: the --input-shape batch, or 1)")
     parser.add_argument("--threads", type=int, help="threads for every backend (default: torch's current count)")
     parser.add_argument("--min-time", type=float, help="seconds to measure each case at least (default 1)")
     parser.add_argument("--max-time", type=float, help="seconds to measure each case at most (default 10)")

@@ -22,7 +22,8 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     parser.add_argument("--precision", default="f32", choices=("f32", "f16"),
                         help="f32, or f16 weights (openvino only); the parity tolerance follows it")
-    parser.add_argument("--data", help="dataset whose test split is checked too (e.g. digits); default: random inputs only")
+    parser.add_argument("--data", help="dataset whose test split is checked too (e.g. digits); "
+                                       "default: random inputs only")
     common.add_json_arg(parser)
     parser.set_defaults(func=run)
     return parser

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 def _bench(art, fused, batch_sizes: list[int]) -> list[dict]:
     from trimnet.bench import BenchConfig, compare
 
-    cfg = BenchConfig(min_time_s=0.5, max_time_s=3.0, warmup_max_s=1.0)
+    cfg = BenchConfig(min_time_s=0.3, max_time_s=3.0, warmup_max_s=0.5)
     res = compare(art.model, fused, art.example_inputs(max(batch_sizes)), backend_a="torch",
                   batch_sizes=batch_sizes, config=cfg)
     return [{"batch": r.batch, "before_ms": r.a_latency_ms["p50"], "after_ms": r.b_latency_ms["p50"],

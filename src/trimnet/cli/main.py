@@ -23,6 +23,7 @@ COMMANDS = {
     "fuse": "fuse",
     "quantize": "quantize",
     "serve": "serve",
+    "hardware": "hardware",
 }
 
 

@@ -37,7 +37,7 @@ def add_parser(sub, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import trimnet as tn
     from trimnet.errors import ConfigError
-    from trimnet.optimize.quantize import AccuracyDropError, QuantizeConfig, list_methods, quantize
+    from trimnet.optimize.quantize import AccuracyDropError, ParityMismatch, QuantizeConfig, list_methods, quantize
 
     if args.list_methods:
         methods = list_methods()
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_out(art.path, args.out, f"{cfg.precision}-{cfg.resolved_backend}", args.overwrite)
     try:
         result = quantize(art, None, cfg, out=out)
-    except AccuracyDropError as exc:
+    except (AccuracyDropError, ParityMismatch) as exc:
         _show(exc.result, args.json, accepted=False)
         raise
     _show(result, args.json, accepted=True)

@@ -66,7 +66,12 @@ class Backend:
     load: Loader
     requires: tuple[tuple[str, str], ...] = ()  # (module, pip extra) pairs
     unavailable: Callable[[], str | None] = lambda: None  # why it cannot run here, or None
-    uses_onnx: bool = False  # runs the ONNX export rather than the module itself
+    reads: tuple[str, ...] = ()  # exported file suffixes it runs (".onnx", ".xml"); empty: runs the module
+
+    @property
+    def uses_onnx(self) -> bool:
+        """Runs an exported file (made from the module by ONNX export when none is given)."""
+        return bool(self.reads)
 
     @property
     def options(self) -> list[str]:
@@ -115,7 +120,8 @@ def get_backend(name: str) -> Backend:
         status = backend_status()
         usable = ", ".join(n for n, why in status.items() if why is None) or "(none)"
         others = "; ".join(f"{n}: {why}" for n, why in status.items() if why is not None)
-        raise ConfigError(f"unknown backend {name!r}; installed: {usable}" + (f" (not usable here: {others})" if others else ""))
+        hint = f" (not usable here: {others})" if others else ""
+        raise ConfigError(f"unknown backend {name!r}; installed: {usable}{hint}")
     return BACKENDS.get(name)
 
 
@@ -124,21 +130,25 @@ def load_runner(backend: str, model: nn.Module | None, example_inputs: torch.Ten
     """Load ``model`` on ``backend`` and check its outputs against eager PyTorch.
 
     ``example_inputs`` is one batch of the model's inputs; ``inputs`` adds real samples to the
-    parity check; ``exported`` (a ``model.onnx``, or ``model.xml`` for openvino) reuses an export
-    of ``model`` instead of making one. ``options``
-    go to the backend (``threads``, ``precision``, ``hint``, ...). A runner that disagrees
-    with PyTorch raises ``ParityError``.
+    parity check; ``exported`` (a ``model.onnx``, or ``model.xml`` for openvino) reuses an
+    export of ``model`` instead of making one. ``options`` go to the backend (``threads``,
+    ``precision``, ``hint``, ...; see ``Backend.options``). A runner that disagrees with
+    PyTorch raises ``ParityError``.
     """
     spec = get_backend(backend)
     for module, extra in spec.requires:
         require(module, extra)
     why = spec.unavailable()
     if why is not None:
-        raise BackendUnavailableError(f"backend {backend!r} cannot run here: {why}; usable: {', '.join(list_backends())}")
+        usable = ", ".join(list_backends())
+        raise BackendUnavailableError(f"backend {backend!r} cannot run here: {why}; usable: {usable}")
     _check_options(spec, options)
     if model is None and not (spec.uses_onnx and exported is not None):
         raise ConfigError(f"backend {backend!r} needs the PyTorch model" if not spec.uses_onnx
                           else f"backend {backend!r} needs a model or an exported file (exported=...)")
+    if exported is not None and Path(exported).suffix not in spec.reads:
+        raise ConfigError(f"backend {backend!r} cannot read {Path(exported).name}; it reads "
+                          f"{', '.join(spec.reads) or 'PyTorch modules only'}")
     example_inputs = torch.as_tensor(example_inputs).float()
     if spec.uses_onnx and exported is None:
         from trimnet.runtime.export import export_onnx_file

@@ -89,7 +89,8 @@ def export(
     fmt, path = resolve_path(path, format)
     if precision not in PRECISIONS[fmt]:
         raise ConfigError(f"{fmt} export supports precision {', '.join(PRECISIONS[fmt])}; got {precision!r}")
-    meta = build_metadata(model, tuple(example_inputs.shape[1:]), class_names, normalization, metadata)
+    meta = build_metadata(model, tuple(example_inputs.shape[1:]), class_names, normalization,
+                          {"precision": precision, **(metadata or {})})
     if fmt == "onnx":
         export_onnx_file(model, path, example_inputs, opset=opset, metadata=meta)
     else:

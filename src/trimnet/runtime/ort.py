@@ -72,16 +72,16 @@ def _load_cuda(model: nn.Module | None, exported: Path, example_inputs: torch.Te
 
 
 def _cuda_missing() -> str | None:
+    if not torch.cuda.is_available():  # checked first: it spares importing onnxruntime on CPU machines
+        return "no CUDA device (torch.cuda.is_available() is False)"
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return "this onnxruntime has no CUDA execution provider (pip install onnxruntime-gpu)"
-    if not torch.cuda.is_available():
-        return "no CUDA device (torch.cuda.is_available() is False)"
     return None
 
 
 register_backend(Backend("onnxruntime", "ONNX Runtime, CPU execution provider", _load_cpu, requires=REQUIRES,
-                         uses_onnx=True))
+                         reads=(".onnx",)))
 register_backend(Backend("onnxruntime-cuda", "ONNX Runtime, CUDA execution provider", _load_cuda, requires=REQUIRES,
-                         unavailable=_cuda_missing, uses_onnx=True))
+                         unavailable=_cuda_missing, reads=(".onnx",)))

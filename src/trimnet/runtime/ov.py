@@ -83,4 +83,4 @@ def _load(model: nn.Module | None, exported: Path, example_inputs: torch.Tensor,
 
 
 register_backend(Backend("openvino", "OpenVINO on CPU (reads ONNX or IR)", _load,
-                         requires=(("openvino", "openvino"),), uses_onnx=True))
+                         requires=(("openvino", "openvino"),), reads=(".onnx", ".xml")))

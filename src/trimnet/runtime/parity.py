@@ -108,7 +108,8 @@ def reference_outputs(model: nn.Module, x: torch.Tensor) -> np.ndarray:
         return model(x).detach().float().cpu().numpy()
 
 
-def random_inputs(in_shape: Sequence[int], batches: Sequence[int] = (1, 3), seed: int = 0) -> list[tuple[str, torch.Tensor]]:
+def random_inputs(in_shape: Sequence[int], batches: Sequence[int] = (1, 3),
+                  seed: int = 0) -> list[tuple[str, torch.Tensor]]:
     """Seeded standard-normal inputs (models see normalized data) at a few batch sizes."""
     g = torch.Generator().manual_seed(seed)
     return [(f"random batch {b}", torch.randn((b, *in_shape), generator=g)) for b in batches]

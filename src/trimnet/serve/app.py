@@ -8,6 +8,7 @@ the server is full or shutting down; a request cannot make it answer any other 5
 # ``Request`` is imported inside create_app so that importing this module does not need fastapi
 import contextlib
 import hmac
+import json
 import logging
 import time
 from typing import Any, Iterable
@@ -23,8 +24,10 @@ from trimnet.serve.protocol import (
 
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})  # probes carry no token
+OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 SHUTDOWN_TIMEOUT_S = 30.0
+INFER_PATH = "/v2/models/{name}/infer"
+ROUTE_KEY = "trimnet.route"  # where InferEndpoint names its route for the metrics (Starlette routes do not)
 
 
 def _json_content(schema: dict) -> dict:
@@ -46,14 +49,18 @@ def create_app(models: Iterable[ServedModel | Any], config: ServeConfig | None =
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
     from starlette.exceptions import HTTPException
+    from starlette.routing import Route
 
     from trimnet import __version__
     from trimnet.errors import ConfigError
 
     config = config or ServeConfig()
     served: dict[str, ServedModel] = {}
+    owned: list[ServedModel] = []  # loaded here, so closed here; the caller closes the ServedModels it passed
     for m in models:
-        m = m if isinstance(m, ServedModel) else load_model(m)
+        if not isinstance(m, ServedModel):
+            m = load_model(m)
+            owned.append(m)
         if m.name in served:
             raise ConfigError(f"two models are named {m.name!r}; give them different names (--name)")
         served[m.name] = m
@@ -81,7 +88,7 @@ def create_app(models: Iterable[ServedModel | Any], config: ServeConfig | None =
             state["ready"] = False
             for b in batchers.values():
                 await b.close(timeout=SHUTDOWN_TIMEOUT_S)
-            for m in served.values():
+            for m in owned:
                 m.close()
             log.info("stopped serving %s", ", ".join(served))
 
@@ -152,12 +159,8 @@ def create_app(models: Iterable[ServedModel | Any], config: ServeConfig | None =
             return error(503, "shutting down")
         return {"name": name, "ready": True}
 
-    @app.post("/v2/models/{name}/infer", summary="class probabilities and top-k classes for a batch of inputs",
-              openapi_extra={"requestBody": {"required": True, **_json_content(INFER_REQUEST_SCHEMA)}},
-              responses={200: _json_content(INFER_RESPONSE_SCHEMA), **{c: ERRORS[c] for c in (400, 404, 413, 503)}})
-    async def infer(name: str, request: Request):
+    async def infer(name: str, body: bytes) -> dict:
         model = model_of(name)
-        body = await read_body(request, config.max_body_bytes)
         req = parse_infer(body, model.in_shape, len(model.class_names), normalize=config.normalize,
                           top_k=config.top_k)
         if len(req.x) > config.max_queue:
@@ -173,7 +176,18 @@ def create_app(models: Iterable[ServedModel | Any], config: ServeConfig | None =
         except BatcherClosed:
             raise RequestError("the server is shutting down", 503,
                                {"Retry-After": str(config.retry_after_s)}) from None
-        return JSONResponse(infer_response(name, req, probabilities, model.class_names))
+        return infer_response(name, req, probabilities, model.class_names)
+
+    # Requests are served by InferEndpoint, a plain ASGI app ahead of FastAPI's router: FastAPI's
+    # per-request machinery (dependency solving, telemetry, exit stacks) cost more server time than
+    # parsing and batching together (benchmarks/serve_load.py). This route documents it in /openapi.json.
+    @app.post(INFER_PATH, summary="class probabilities and top-k classes for a batch of inputs",
+              openapi_extra={"requestBody": {"required": True, **_json_content(INFER_REQUEST_SCHEMA)}},
+              responses={200: _json_content(INFER_RESPONSE_SCHEMA), **{c: ERRORS[c] for c in (400, 404, 413, 503)}})
+    async def infer_documented(name: str, request: Request):  # pragma: no cover - shadowed by InferEndpoint
+        return JSONResponse(await infer(name, await read_body(request, config.max_body_bytes)))
+
+    app.router.routes.insert(0, Route(INFER_PATH, InferEndpoint(infer, config.max_body_bytes), methods=["POST"]))
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus():
@@ -184,27 +198,54 @@ def create_app(models: Iterable[ServedModel | Any], config: ServeConfig | None =
 
 
 async def read_body(request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to pass ``limit`` bytes."""
-    length = request.headers.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise RequestError(f"Content-Length {length[:40]!r} is not a number of bytes")
-        if int(length) > limit:
-            raise RequestError(f"the request body has {int(length)} bytes; the limit is {limit} "
-                               "(send fewer samples per request, or start the server with a larger --max-body-mb)",
-                               status=413)
-    from starlette.requests import ClientDisconnect
+    """The body of a Starlette request, refused with 413 as soon as it is known to pass ``limit`` bytes."""
+    return await receive_body(request.scope, request.receive, limit)
 
+
+async def receive_body(scope, receive, limit: int) -> bytes:
+    """The request body from ASGI ``receive``, refused with 413 as soon as it is known to pass ``limit`` bytes."""
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            if not value.isdigit():
+                raise RequestError(f"Content-Length {value[:40].decode('latin-1')!r} is not a number of bytes")
+            if int(value) > limit:
+                raise RequestError(f"the request body has {int(value)} bytes; the limit is {limit} (send fewer "
+                                   "samples per request, or start the server with a larger --max-body-mb)",
+                                   status=413)
     chunks, size = [], 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise RequestError(f"the request body passes the limit of {limit} bytes", status=413)
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise RequestError("the client went away before sending the whole body") from None
-    return b"".join(chunks)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise RequestError("the client went away before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(f"the request body passes the limit of {limit} bytes", status=413)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class InferEndpoint:
+    """``POST /v2/models/{name}/infer`` as a plain ASGI app: read, ``infer``, answer JSON (or ``{"error"}``)."""
+
+    def __init__(self, infer, max_body_bytes: int):
+        self.infer = infer
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        scope[ROUTE_KEY] = INFER_PATH
+        headers: dict[str, str] = {}
+        try:
+            body = await receive_body(scope, receive, self.max_body_bytes)
+            status, payload = 200, await self.infer(scope["path_params"]["name"], body)
+        except RequestError as exc:
+            status, payload, headers = exc.status, error_body(str(exc)), exc.headers
+        data = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+                                *((k.lower().encode(), v.encode()) for k, v in headers.items())]})
+        await send({"type": "http.response.body", "body": data})
 
 
 class Gate:
@@ -231,10 +272,11 @@ class Gate:
             await send(message)
 
         try:
-            if self.token is not None and scope["path"] not in OPEN_PATHS and not self._authorized(scope):
+            probe = scope["path"] in OPEN_PATHS  # health probes: no token, and never refused as overload
+            if self.token is not None and not probe and not self._authorized(scope):
                 await _respond(send_status, 401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
                                [(b"www-authenticate", b"Bearer")])
-            elif self.inflight >= self.max_inflight:
+            elif self.inflight >= self.max_inflight and not probe:
                 await _respond(send_status, 503, f"the server is handling {self.inflight} requests, its limit",
                                [(b"retry-after", self.retry_after)])
             else:
@@ -246,9 +288,8 @@ class Gate:
                     self.inflight -= 1
                     self.metrics.inflight.dec()
         finally:
-            route = scope.get("route")
-            self.metrics.request(getattr(route, "path", "other"), scope.get("method", ""), status,
-                                 time.perf_counter() - start)
+            route = getattr(scope.get("route"), "path", None) or scope.get(ROUTE_KEY, "other")
+            self.metrics.request(route, scope.get("method", ""), status, time.perf_counter() - start)
 
     def _authorized(self, scope) -> bool:
         for key, value in scope["headers"]:
@@ -258,8 +299,6 @@ class Gate:
 
 
 async def _respond(send, status: int, message: str, headers: list[tuple[bytes, bytes]]) -> None:
-    import json
-
     body = json.dumps(error_body(message)).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),

@@ -37,11 +37,13 @@ def load_model(source: Any, *, name: str | None = None, backend: str = "torch", 
     import torch
 
     from trimnet.artifact import Artifact, load_artifact
-    from trimnet.runtime import load_runner
+    from trimnet.runtime import get_backend, load_runner
 
     artifact = source if isinstance(source, Artifact) else load_artifact(Path(source))
     name = name or artifact.path.name
     check_name(name)
+    if "dynamic" in get_backend(backend).options:
+        options.setdefault("dynamic", True)  # batch sizes vary from call to call: compile once, not per size
     runner = load_runner(backend, artifact.model, artifact.example_inputs(2), **options)
 
     def infer(x: np.ndarray) -> np.ndarray:

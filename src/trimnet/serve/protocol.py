@@ -119,8 +119,9 @@ def _parse_inputs(inputs: Any, in_shape: tuple[int, ...]) -> np.ndarray:
         raise RequestError(f"input '{INPUT_NAME}': 'data' must hold only numbers "
                            f"(found {'booleans' if arr.dtype.kind == 'b' else 'other values'})")
     if arr.size != count or (arr.ndim > 1 and list(arr.shape) != shape):
-        raise RequestError(f"input '{INPUT_NAME}': 'data' holds {arr.size} values in shape {list(arr.shape)} "
-                           f"but shape {shape} needs {count} (flat, row-major)")
+        nested = f" nested as {list(arr.shape)}" if arr.ndim > 1 else ""
+        raise RequestError(f"input '{INPUT_NAME}': 'data' holds {arr.size} values{nested} but shape {shape} "
+                           f"needs {count} values (flat in row-major order, or nested in that shape)")
     with np.errstate(over="ignore", invalid="ignore"):
         x = arr.astype(np.float32).reshape(shape)
     if not np.isfinite(x).all():

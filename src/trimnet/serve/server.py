@@ -47,6 +47,8 @@ def serve(sources: Sequence[str | Path], *, names: Sequence[str] | None = None, 
         server.run(sockets=[sock])
     finally:
         sock.close()
+        for m in models:
+            m.close()
 
 
 def bind(host: str, port: int) -> socket.socket:

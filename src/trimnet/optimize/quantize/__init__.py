@@ -11,9 +11,9 @@ from trimnet.optimize.quantize import openvino_int8, openvino_lowp, ort_dynamic,
 from trimnet.optimize.quantize.api import quantize
 from trimnet.optimize.quantize.config import DEFAULT_BACKEND, PRECISIONS, QuantizeConfig
 from trimnet.optimize.quantize.method import METHODS, BuildContext, Candidate, Method, list_methods, register_method
-from trimnet.optimize.quantize.result import AccuracyDropError, Latency, QuantizeResult
+from trimnet.optimize.quantize.result import AccuracyDropError, Latency, ParityMismatch, QuantizeResult
 from trimnet.optimize.quantize.saving import load_quantized, runtime_model
 
 __all__ = ["AccuracyDropError", "BuildContext", "Candidate", "DEFAULT_BACKEND", "Latency", "METHODS", "Method",
-           "PRECISIONS", "QuantizeConfig", "QuantizeResult", "list_methods", "load_quantized", "quantize",
+           "PRECISIONS", "ParityMismatch", "QuantizeConfig", "QuantizeResult", "list_methods", "load_quantized", "quantize",
            "register_method", "runtime_model"]

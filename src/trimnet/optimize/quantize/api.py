@@ -15,8 +15,9 @@ from trimnet.errors import ConfigError, DataError, require
 from trimnet.optimize.quantize import measure
 from trimnet.optimize.quantize.config import QuantizeConfig
 from trimnet.optimize.quantize.method import BuildContext, get_method
-from trimnet.optimize.quantize.result import AccuracyDropError, QuantizeResult, new_workdir
-from trimnet.runtime.errors import BackendUnavailableError, ParityError
+from trimnet.optimize.quantize.result import AccuracyDropError, ParityMismatch, QuantizeResult, new_workdir
+from trimnet.optimize.quantize.saving import open_candidate
+from trimnet.runtime.errors import BackendUnavailableError
 
 
 def quantize(model: Any, data: Dataset | None = None, config: QuantizeConfig | None = None, *,
@@ -29,22 +30,22 @@ def quantize(model: Any, data: Dataset | None = None, config: QuantizeConfig | N
     measured interleaved against fp32 on the same backend. When the lower precision is
     slower there (or the runtime ran fp32 anyway), the fp32 model is kept and the result
     says so. Raises ``AccuracyDropError`` (with ``.result``) when the kept model loses more
-    than ``config.max_accuracy_drop``, and ``ParityError`` when its outputs leave the
+    than ``config.max_accuracy_drop``, and ``ParityMismatch`` when its outputs leave the
     precision's tolerance; nothing is written then. With ``out`` the kept model is saved
     there as a run directory (see ``saving.py``); otherwise call ``result.save(out)``.
     """
     from trimnet.runtime import get_backend
 
     cfg = (config or QuantizeConfig()).validate()
-    module, source = _resolve(model)
-    data = _dataset(data, source)
     method = get_method(cfg.precision, cfg.resolved_backend)
     for mod, extra in method.requires:
         require(mod, extra)
     why = get_backend(method.backend).why_not()
     if why is not None:
         raise BackendUnavailableError(f"{cfg.precision} on {method.backend} cannot run here: {why}")
-    _check_shapes(module, source, data)
+    module, source = _resolve(model)
+    data = _dataset(data, source)
+    _check_shapes(source, data)
     start = time.perf_counter()
     x_test, y_test = data.split("test")
     if len(y_test) == 0:
@@ -55,24 +56,23 @@ def quantize(model: Any, data: Dataset | None = None, config: QuantizeConfig | N
                        metadata=_metadata(fused, source))
     candidate = method.build(ctx)
     real = x_test[:256].float()
-    shape = tuple(source["in_shape"])
-    from trimnet.optimize.quantize.saving import open_candidate
-
-    with open_candidate(candidate, False, fused, shape, cfg.threads) as runner:
-        report = measure.parity(fused, runner.run, cfg.precision, real, runtime=f"{method.backend} {cfg.precision}")
+    with open_candidate(candidate, False, fused, tuple(source["in_shape"]), cfg.threads) as runner:
+        report, passed, parity_summary = measure.parity(fused, runner.run, cfg.precision, real,
+                                                        runtime=f"{method.backend} {cfg.precision}")
         acc_after = measure.accuracy(runner.run, x_test, y_test)
     acc_before = _eager_accuracy(module, x_test, y_test)
     example = x_test[:max(cfg.batch_sizes)].float()
-    timings = measure.latency(candidate, fused, example, cfg)
+    # a runtime that ran fp32 anyway would be timed against itself: nothing to learn, nothing kept
+    timings = measure.latency(candidate, fused, example, cfg) if candidate.runs_lower else []
     result = QuantizeResult(
         precision=cfg.precision, backend=method.backend, kept="", reason="", accuracy_before=acc_before,
-        accuracy_after=acc_after, latency=timings, parity=report.to_dict(), layers=candidate.layers,
+        accuracy_after=acc_after, latency=timings, parity=report, layers=candidate.layers,
         details={**candidate.details, "method": method.summary, "seconds": round(time.perf_counter() - start, 2)},
         config=cfg, note=candidate.note, fuse=fuse_summary, candidate=candidate, fp32_model=fused, workdir=workdir,
         source=source)
     result.kept, result.reason = _decide(result, candidate.runs_lower, cfg)
     if result.kept == cfg.precision:
-        _guard(result, report, cfg)
+        _guard(result, passed, parity_summary, cfg)
     if out is not None:
         result.save(out)
     return result
@@ -91,7 +91,7 @@ def _decide(result: QuantizeResult, runs_lower: bool, cfg: QuantizeConfig) -> tu
     return p, f"{speedup:.2f}x faster than fp32 on {b} (batch {sizes}, geometric mean)"
 
 
-def _guard(result: QuantizeResult, report, cfg: QuantizeConfig) -> None:
+def _guard(result: QuantizeResult, parity_passed: bool, parity_summary: str, cfg: QuantizeConfig) -> None:
     drop = result.accuracy_drop
     if cfg.max_accuracy_drop is not None and drop > cfg.max_accuracy_drop + 1e-12:
         raise AccuracyDropError(
@@ -99,9 +99,9 @@ def _guard(result: QuantizeResult, report, cfg: QuantizeConfig) -> None:
             f"({result.accuracy_before:.4f} -> {result.accuracy_after:.4f}), more than the allowed "
             f"{cfg.max_accuracy_drop * 100:.2f}; measured speedup {result.speedup:.2f}x; nothing was written "
             "(raise --max-accuracy-drop, add --calibration samples, or try another precision)", result)
-    if not report.passed:
-        raise ParityError(f"the {result.precision} model on {result.backend} leaves its tolerance: "
-                          f"{report.summary()}; nothing was written", report)
+    if not parity_passed:
+        raise ParityMismatch(f"the {result.precision} model on {result.backend} does not compute what the fp32 model "
+                             f"computes: {parity_summary}; nothing was written", result)
 
 
 def _resolve(model: Any) -> tuple[nn.Module, dict]:
@@ -135,7 +135,7 @@ def _dataset(data: Dataset | None, source: dict) -> Dataset:
                     "pass data= (or a run directory that records its dataset)")
 
 
-def _check_shapes(module: nn.Module, source: dict, data: Dataset) -> None:
+def _check_shapes(source: dict, data: Dataset) -> None:
     if tuple(source["in_shape"]) != tuple(data.in_shape):
         raise DataError(f"the model takes inputs of shape {tuple(source['in_shape'])} but {data.name} has "
                         f"{tuple(data.in_shape)}; pass the dataset the model was trained on")

@@ -15,27 +15,49 @@ from torch import nn
 from trimnet.optimize.quantize.config import QuantizeConfig
 from trimnet.optimize.quantize.method import Candidate
 from trimnet.optimize.quantize.result import Latency
-from trimnet.runtime.parity import TOLERANCES, ParityReport, Tolerance, check_parity, random_inputs
+from trimnet.runtime.parity import Tolerance, check_parity, random_inputs
 
-# INT8 parity is checked on real samples only: inputs outside the calibrated ranges are clipped
-# by design. Static INT8 logits typically differ by 5-15 % of their range on the digits CNN;
-# dynamic INT8 (activations quantized per batch) by 2-4 %.
-INT8_TOLERANCES = {"int8": Tolerance(atol=0.05, rtol=0.25), "int8-dynamic": Tolerance(atol=0.05, rtol=0.1)}
-PARITY_NAMES = {"bf16": "bf16", "fp16": "f16", "int8": "int8", "int8-dynamic": "int8-dynamic"}
+# Lower precisions are held against fp32 PyTorch on real test samples. bf16/fp16 use the
+# runtime's max-abs tolerances (trimnet.runtime.parity) and random inputs too. INT8 errors
+# are not uniform (a few logits move by a quantization step of their layer), so a max-abs
+# bound is brittle there; INT8 must keep the signal-to-quantization-noise ratio
+# SQNR = 10 log10(sum ref^2 / sum (ref - out)^2) above a floor, as torchao's tests do.
+# Measured on the digits CNN: NNCF static 30 dB, onnxruntime static 21 dB, dynamic 43 dB;
+# a broken graph (wrong layout, lost scale) lands near 0 dB.
+MIN_SQNR_DB = {"int8": 15.0, "int8-dynamic": 20.0}
+PARITY_NAMES = {"bf16": "bf16", "fp16": "f16", "int8": "f32", "int8-dynamic": "f32"}
 
 
-def tolerance(precision: str) -> Tolerance:
-    return INT8_TOLERANCES[precision] if precision in INT8_TOLERANCES else TOLERANCES[PARITY_NAMES[precision]]
+def sqnr_db(reference: np.ndarray, output: np.ndarray) -> float:
+    ref = reference.astype(np.float64)
+    noise = float(((ref - output.astype(np.float64)) ** 2).sum())
+    signal = float((ref ** 2).sum())
+    return float("inf") if noise == 0 else 10.0 * np.log10(max(signal, 1e-300) / noise)
 
 
 def parity(fp32: nn.Module, run: Callable[[np.ndarray], np.ndarray], precision: str, real: torch.Tensor,
-           runtime: str) -> ParityReport:
-    """The candidate's outputs against fp32 PyTorch, at ``precision``'s tolerance (never raises)."""
+           runtime: str) -> tuple[dict, bool, str]:
+    """(report, passed, one-line summary) of the candidate's outputs against fp32 PyTorch; never raises."""
     cases = [(f"test batch {len(real)}", real)]
-    if precision not in INT8_TOLERANCES:
+    if precision not in MIN_SQNR_DB:
         cases = random_inputs(real.shape[1:]) + cases
-    return check_parity(fp32, run, cases, runtime=runtime, precision=PARITY_NAMES[precision],
-                        tolerance=tolerance(precision), strict=False)
+    report = check_parity(fp32, run, cases, runtime=runtime, precision=PARITY_NAMES[precision],
+                          tolerance=None if precision not in MIN_SQNR_DB else Tolerance(0.0, 0.0), strict=False)
+    with torch.inference_mode():
+        ref = fp32.eval()(real).float().numpy()
+    sqnr = sqnr_db(ref, np.asarray(run(np.ascontiguousarray(real.numpy(), dtype=np.float32))))
+    out = {**report.to_dict(), "sqnr_db": sqnr}
+    if precision in MIN_SQNR_DB:
+        floor = MIN_SQNR_DB[precision]
+        out.update(passed=sqnr >= floor, min_sqnr_db=floor, criterion=f"SQNR >= {floor:g} dB on real samples")
+        out.pop("tolerance", None)
+        out["cases"] = [{k: v for k, v in case.items() if k not in ("limit", "passed")} for case in out["cases"]]
+        top1 = report.cases[-1].top1_agreement
+        summary = (f"{runtime}: SQNR {sqnr:.1f} dB against fp32 PyTorch on {cases[-1][0]} (floor {floor:g} dB), "
+                   f"max |diff| {report.max_abs:.3g}" + (f", top-1 agreement {top1:.1%}" if top1 is not None else ""))
+        return out, sqnr >= floor, summary
+    out["criterion"] = "max |diff| <= atol + rtol x max|output| (trimnet.runtime.parity)"
+    return out, report.passed, report.summary() if report.cases else runtime
 
 
 def accuracy(run: Callable[[np.ndarray], np.ndarray], x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> float:

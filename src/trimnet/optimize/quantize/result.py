@@ -43,7 +43,7 @@ class QuantizeResult:
     accuracy_before: float  # fp32 model, PyTorch eager, test split
     accuracy_after: float  # the lower-precision model on ``backend``, test split
     latency: list[Latency]
-    parity: dict  # the lower-precision outputs against fp32 PyTorch (trimnet.runtime.parity)
+    parity: dict  # the lower-precision outputs against fp32 PyTorch: max |diff|, SQNR, criterion, passed
     layers: list[dict]  # per layer: name, op, precision it runs in, how it was quantized
     details: dict  # tool, versions, calibration, operators the runtime runs
     config: QuantizeConfig
@@ -94,9 +94,10 @@ class QuantizeResult:
 
     def summary(self) -> str:
         speed = ", ".join(f"batch {m.batch}: {m.fp32_ms:.3g} -> {m.lowp_ms:.3g} ms" for m in self.latency)
+        speed = f"{self.speedup:.2f}x ({speed})" if self.latency else "not timed (the runtime ran fp32)"
         return (f"{self.precision} on {self.backend}: test accuracy {self.accuracy_before:.4f} -> "
-                f"{self.accuracy_after:.4f} ({-self.accuracy_drop * 100:+.2f} points), {self.speedup:.2f}x "
-                f"({speed}); kept {self.kept}: {self.reason}")
+                f"{self.accuracy_after:.4f} ({-self.accuracy_drop * 100:+.2f} points), {speed}; "
+                f"kept {self.kept}: {self.reason}")
 
     def runner(self, threads: int | None = None):
         """The kept model loaded on its backend (a ``trimnet.runtime.Runner``)."""
@@ -115,7 +116,7 @@ class QuantizeResult:
         return {"precision": self.precision, "backend": self.backend, "kept": self.kept, "reason": self.reason,
                 "summary": self.summary(), "accuracy": {"before": self.accuracy_before, "after": self.accuracy_after,
                                                         "drop": self.accuracy_drop, "split": "test"},
-                "speedup": self.speedup, "latency": [m.to_dict() for m in self.latency], "parity": self.parity,
+                "speedup": self.speedup if self.latency else None, "latency": [m.to_dict() for m in self.latency], "parity": self.parity,
                 "note": self.note, "fuse": self.fuse, "details": self.details, "layers": self.layers,
                 "config": self.config.to_dict(), "path": str(self.path) if self.path else None,
                 "file": str(self.file) if self.file else None}
@@ -128,6 +129,14 @@ def saved_name(result: QuantizeResult, file: Path) -> str:
 
 class AccuracyDropError(TrimnetError):
     """A lower-precision model that loses more test accuracy than allowed; ``result`` holds what was measured."""
+
+    def __init__(self, message: str, result: QuantizeResult):
+        super().__init__(message)
+        self.result = result
+
+
+class ParityMismatch(TrimnetError):
+    """A lower-precision model whose outputs leave its precision's tolerance; ``result`` holds what was measured."""
 
     def __init__(self, message: str, result: QuantizeResult):
         super().__init__(message)

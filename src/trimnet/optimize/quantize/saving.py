@@ -78,7 +78,7 @@ def save_result(result: "QuantizeResult", out: str | Path) -> Path:
                            "summary": result.summary()})
     metrics = {"test_accuracy": result.accuracy_after if lowered else result.accuracy_before,
                "test_accuracy_fp32": result.accuracy_before, f"test_accuracy_{result.precision}": result.accuracy_after,
-               "speedup": result.speedup}
+               "speedup": result.speedup if result.latency else None}
     save_artifact(model, out, in_shape=info["in_shape"], class_names=info["class_names"],
                   normalization=info.get("normalization"), metrics=metrics, extra=extra)
     result.path = out

@@ -23,7 +23,7 @@ class LowPrecision(nn.Module):
 
     def __init__(self, model: nn.Module, dtype: torch.dtype):
         super().__init__()
-        self.model = model.to(dtype)
+        self.model = copy.deepcopy(model).to(dtype)  # .to casts in place: never the caller's module
         self.dtype = dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -39,7 +39,7 @@ def native(precision: str) -> bool:
 
 
 def _build(ctx: BuildContext, precision: str) -> Candidate:
-    wrapped = LowPrecision(copy.deepcopy(ctx.model), DTYPES[precision]).eval()
+    wrapped = LowPrecision(ctx.model, DTYPES[precision]).eval()
     layers = [{"layer": name, "op": type(m).__name__, "precision": precision}
               for name, m in wrapped.model.named_modules()
               if not any(True for _ in m.children()) and any(True for _ in m.parameters(recurse=False))]

@@ -1,0 +1,255 @@
+"""Fusion and lower precision, side by side: eager vs fused eager vs each runtime at fp32 / bf16 / int8.
+
+Two models: the digits CNN (trained here: 15 epochs of ``tn.train``, test accuracy per
+configuration) and ResNet-18 at 224x224 (random weights, speed only). Every configuration
+of a model is loaded first, then timed round-robin: each round runs a few calls of every
+configuration, in a rotating order, so load on a shared machine hits all of them alike;
+a configuration's latency is the median over rounds, and a speedup is the median over
+rounds of the per-round ratio. Quantized models come from ``tn.quantize`` (NNCF for
+OpenVINO INT8, ``quantize_static`` QDQ for onnxruntime INT8), fused ones from ``tn.fuse``.
+
+    python benchmarks/fuse_quantize.py [--threads 2] [--epochs 15] [--budget 8] [--skip-resnet]
+
+Targets (issue): fusion alone makes eager >= 1.2x faster on both models; the best
+precision + backend on digits keeps accuracy within 0.5 points and is >= 2x faster than
+the same model on OpenVINO fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+import trimnet as tn
+from trimnet.bench.env import describe_environment
+from trimnet.data.dataset import Dataset, Normalization
+from trimnet.optimize import QuantizeConfig, fuse, quantize
+from trimnet.optimize.fuse.runtime_report import quiet_export_logs
+from trimnet.optimize.quantize.torch_lowp import LowPrecision
+from trimnet.runtime import load_runner
+from trimnet.runtime.export import export_onnx_file
+
+RESULTS = Path(__file__).parent / "results" / "fuse_quantize.json"
+
+
+@dataclass
+class Config:
+    name: str
+    backend: str
+    precision: str  # asked for
+    run: Callable[[np.ndarray], np.ndarray]
+    ran: str = ""  # what the runtime reports running
+    accuracy: float | None = None
+    note: str = ""
+    close: Callable[[], None] = lambda: None
+    rounds: dict[int, list[float]] = field(default_factory=dict)  # batch -> per-round median ms
+
+
+def runner_config(name: str, backend: str, precision: str, runner, note: str = "") -> Config:
+    ran = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(runner.precision, runner.precision)
+    return Config(name, backend, precision, runner.run, ran=ran, note=note, close=runner.close)
+
+
+def configs_for(model: nn.Module, data: Dataset, threads: int, calibration: int, tmp: Path,
+                bench_batches: tuple[int, ...]) -> tuple[list[Config], dict]:
+    """Every configuration of ``model``: eager, fused eager, torch bf16, onnxruntime and OpenVINO at each precision."""
+    example = data.x_test[:2].float()
+    t0 = time.perf_counter()
+    fused = fuse(model, example_inputs=example, inputs=data.x_test).model
+    info: dict = {"fuse_s": time.perf_counter() - t0}
+    with quiet_export_logs():
+        onnx_path = export_onnx_file(fused, tmp / "fused.onnx", example)
+    out = [
+        runner_config("eager", "torch", "fp32", load_runner("torch", model, example, check=False, threads=threads)),
+        runner_config("eager, fused", "torch", "fp32", load_runner("torch", fused, example, check=False, threads=threads)),
+        runner_config("eager, fused", "torch", "bf16",
+                      load_runner("torch", LowPrecision(fused, torch.bfloat16).eval(), example, check=False,
+                                  threads=threads)),
+        runner_config("onnxruntime", "onnxruntime", "fp32",
+                      load_runner("onnxruntime", None, example, exported=onnx_path, check=False, threads=threads)),
+        runner_config("openvino", "openvino", "fp32",
+                      load_runner("openvino", None, example, exported=onnx_path, check=False, threads=threads,
+                                  precision="f32")),
+        runner_config("openvino", "openvino", "bf16",
+                      load_runner("openvino", None, example, exported=onnx_path, check=False, threads=threads,
+                                  precision="bf16")),
+    ]
+    out[2].ran = "bf16"
+    quantized = {}
+    for backend in ("onnxruntime", "openvino"):
+        cfg = QuantizeConfig("int8", backend=backend, calibration=calibration, keep_slower=True, threads=threads,
+                             batch_sizes=bench_batches, bench_time_s=0.3)
+        t0 = time.perf_counter()
+        result = quantize(model, data, cfg)
+        quantized[backend] = {"seconds": time.perf_counter() - t0, "summary": result.summary(),
+                              "parity": {k: result.parity.get(k) for k in ("sqnr_db", "max_rel", "passed")},
+                              "int8_layers": result.details.get("int8_layers"), "layers": result.details.get("layers")}
+        runner = result.runner(threads=threads)
+        out.append(Config(backend, backend, "int8", runner.run, ran="int8", close=runner.close,
+                          note=f"{result.details['int8_layers']}/{result.details['layers']} layers int8"))
+    info["quantize"] = quantized
+    return out, info
+
+
+def accuracy(run: Callable, x: torch.Tensor, y: torch.Tensor) -> float:
+    preds = [run(np.ascontiguousarray(x[i:i + 256].numpy())).argmax(1) for i in range(0, len(x), 256)]
+    return float((np.concatenate(preds) == y.numpy()).mean())
+
+
+def round_robin(configs: list[Config], x: np.ndarray, budget_s: float, calls: int = 3) -> None:
+    """Time every configuration on ``x`` in rotating rounds until ``budget_s`` is spent (at least 3 rounds)."""
+    for c in configs:  # first calls (lazy allocation, compilation) and a short warm-up
+        for _ in range(2):
+            c.run(x)
+    start, r = time.perf_counter(), 0
+    while r < 3 or (time.perf_counter() - start < budget_s and r < 200):
+        order = configs[r % len(configs):] + configs[:r % len(configs)]
+        for c in order:
+            times = []
+            for _ in range(calls):
+                t0 = time.perf_counter_ns()
+                c.run(x)
+                times.append((time.perf_counter_ns() - t0) / 1e6)
+            c.rounds.setdefault(len(x), []).append(statistics.median(times))
+        r += 1
+
+
+def ratio(a: Config, b: Config, batch: int) -> float:
+    """Median over rounds of a's latency / b's latency (> 1: b is faster)."""
+    return statistics.median(x / y for x, y in zip(a.rounds[batch], b.rounds[batch]))
+
+
+def run_model(label: str, model: nn.Module, data: Dataset, batches: tuple[int, ...], threads: int, calibration: int,
+              budget_s: float, with_accuracy: bool) -> dict:
+    print(f"\n== {label}: building configurations", flush=True)
+    with tempfile.TemporaryDirectory(prefix="trimnet-fq-") as tmp:
+        configs, info = configs_for(model, data, threads, calibration, Path(tmp), batches)
+        if with_accuracy:
+            for c in configs:
+                c.accuracy = accuracy(c.run, data.x_test, data.y_test)
+        for batch in batches:
+            reps = -(-batch // len(data.x_test))
+            x = np.ascontiguousarray(data.x_test.repeat(reps, *[1] * (data.x_test.dim() - 1))[:batch].numpy())
+            print(f"   timing batch {batch} ({len(configs)} configurations, ~{budget_s:.0f} s)", flush=True)
+            round_robin(configs, x, budget_s)
+        for c in configs:
+            c.close()
+    eager, fused, ov32 = configs[0], configs[1], next(c for c in configs if c.name == "openvino" and c.precision == "fp32")
+    rows = []
+    for c in configs:
+        rows.append({"config": c.name, "backend": c.backend, "precision": c.precision, "ran": c.ran, "note": c.note,
+                     "accuracy": c.accuracy,
+                     "latency_ms": {b: statistics.median(c.rounds[b]) for b in batches},
+                     "speedup_vs_eager": {b: ratio(eager, c, b) for b in batches},
+                     "speedup_vs_openvino_fp32": {b: ratio(ov32, c, b) for b in batches},
+                     "rounds": {b: len(c.rounds[b]) for b in batches}})
+    out = {"model": label, "batches": list(batches), "configs": rows, **info,
+           "fusion_speedup_eager": {b: ratio(eager, fused, b) for b in batches}}
+    if with_accuracy:
+        base = eager.accuracy
+        ok = [r for r in rows if r["precision"] != "fp32" and r["accuracy"] is not None and base - r["accuracy"] <= 0.005]
+        best = {b: max(ok, key=lambda r: r["speedup_vs_openvino_fp32"][b], default=None) for b in batches}
+        out["best_lower_precision"] = {b: None if r is None else {
+            "config": f"{r['config']} {r['precision']}", "accuracy": r["accuracy"],
+            "speedup_vs_openvino_fp32": r["speedup_vs_openvino_fp32"][b]} for b, r in best.items()}
+    return out
+
+
+def digits_cnn(epochs: int, threads: int) -> tuple[nn.Module, Dataset, float]:
+    data = tn.load_dataset("digits")
+    torch.manual_seed(0)
+    model = tn.create_model("cnn", data.in_shape, data.num_classes)
+    t0 = time.perf_counter()
+    tn.train(model, data, tn.TrainConfig(epochs=epochs, progress=False))
+    return model.eval(), data, time.perf_counter() - t0
+
+
+def resnet18_case() -> tuple[nn.Module, Dataset]:
+    torch.manual_seed(0)
+    model = tn.create_model("resnet18", (3, 224, 224), 1000)
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():  # trained-looking BN statistics (fusion folds them either way)
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    x = torch.randn(96, 3, 224, 224, generator=g)
+    y = torch.randint(0, 1000, (96,), generator=g)
+    data = Dataset(name="random-224", x_train=x[:64], y_train=y[:64], x_val=x[:0], y_val=y[:0], x_test=x[64:],
+                   y_test=y[64:], class_names=[str(i) for i in range(1000)], kind="image",
+                   normalization=Normalization(mean=[0.0] * 3, std=[1.0] * 3))
+    return model.eval(), data
+
+
+def table(result: dict) -> str:
+    b = result["batches"]
+    head = ["configuration", "runs in", "test acc."] + [f"batch {x} ms" for x in b] + \
+        [f"x eager b{x}" for x in b] + [f"x OV fp32 b{x}" for x in b]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in result["configs"]:
+        acc = "–" if r["accuracy"] is None else f"{r['accuracy'] * 100:.2f} %"
+        cells = [f"{r['config']} {r['precision']}", r["ran"] + (f" ({r['note']})" if r["note"] else ""), acc]
+        cells += [f"{r['latency_ms'][x]:.3g}" for x in b]
+        cells += [f"{r['speedup_vs_eager'][x]:.2f}" for x in b]
+        cells += [f"{r['speedup_vs_openvino_fp32'][x]:.2f}" for x in b]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--calibration", type=int, default=512, help="digits calibration samples (ResNet-18: 64)")
+    ap.add_argument("--budget", type=float, default=8.0, help="seconds of round-robin timing per batch size")
+    ap.add_argument("--skip-resnet", action="store_true")
+    ap.add_argument("--skip-digits", action="store_true")
+    ap.add_argument("--digits-run", help="use this trained digits run instead of training one (for quick reruns)")
+    ap.add_argument("--out", default=str(RESULTS))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    results, train_s = [], 0.0
+    if args.digits_run and not args.skip_digits:
+        from trimnet.train.evaluate import dataset_of
+
+        art = tn.load_artifact(args.digits_run)
+        model, data = art.model, dataset_of(art)
+    elif not args.skip_digits:
+        model, data, train_s = digits_cnn(args.epochs, args.threads)
+        print(f"trained the digits CNN in {train_s:.1f} s", flush=True)
+    if not args.skip_digits:
+        results.append(run_model("digits CNN", model, data, (1, 256), args.threads, args.calibration, args.budget,
+                                 True))
+    if not args.skip_resnet:
+        r18, r18_data = resnet18_case()
+        results.append(run_model("ResNet-18 224", r18, r18_data, (1, 32), args.threads, 64, args.budget * 2, False))
+    out = {"benchmark": "fuse_quantize", "threads": args.threads, "epochs": args.epochs, "train_s": train_s,
+           "seconds": time.perf_counter() - start, "environment": describe_environment(args.threads),
+           "results": results}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2, default=str) + "\n")
+    for r in results:
+        print(f"\n### {r['model']} ({args.threads} threads, median ms; speedups: median of per-round ratios)\n")
+        print(table(r))
+        fusion = ", ".join(f"batch {b}: {v:.2f}x" for b, v in r["fusion_speedup_eager"].items())
+        print(f"\nfusion alone, eager: {fusion} (target >= 1.2x)")
+        for b, best in (r.get("best_lower_precision") or {}).items():
+            if best:
+                print(f"best lower precision within 0.5 points, batch {b}: {best['config']} at "
+                      f"{best['accuracy'] * 100:.2f} %, {best['speedup_vs_openvino_fp32']:.2f}x openvino fp32 "
+                      "(target >= 2x)")
+    print(f"\ntotal {out['seconds']:.0f} s; results in {args.out}")
+
+
+if __name__ == "__main__":
+    main()

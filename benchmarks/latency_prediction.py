@@ -1,0 +1,165 @@
+"""How well does ``trimnet.hardware.estimate`` predict latency on this machine?
+
+Calibrates the machine (single operations and tiny layer chains only: no zoo model is run
+during calibration), then, for every (model, batch, backend) configuration below, predicts
+the median latency from the model's profile and measures it with the benchmark harness
+(``trimnet.bench.benchmark``). Measurements are repeated in ``--rounds`` interleaved rounds
+(every configuration once per round) and the median of the rounds' medians is kept, so a
+burst of load from other processes moves one round, not the result.
+
+    .venv/bin/python benchmarks/latency_prediction.py            # ~4-5 min; writes results/latency_prediction.json
+    .venv/bin/python benchmarks/latency_prediction.py --threads 1 --rounds 3
+    .venv/bin/python benchmarks/latency_prediction.py --models cnn resnet20 --reuse-calibration
+
+Reports the share of configurations within ±10 % and ±20 % and the median absolute error,
+overall and per backend, and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+import trimnet as tn
+from trimnet.bench import BenchConfig, benchmark
+from trimnet.bench.env import load_average
+from trimnet.hardware import estimate
+from trimnet.hardware.accuracy import KIND
+from trimnet.hardware.calibrate import calibrate, describe_machine, load_calibration, summary
+from trimnet.runtime.export import export_onnx_file
+
+# model -> (input shape without batch, classes, batch sizes, backends)
+CONFIGS = {
+    "cnn": ((1, 8, 8), 10, (1, 32, 256), ("torch", "onnxruntime", "openvino")),
+    "mlp": ((64,), 10, (1, 256), ("torch", "onnxruntime", "openvino")),
+    "lenet5": ((1, 32, 32), 10, (1, 64), ("torch", "onnxruntime", "openvino")),
+    "resnet20": ((3, 32, 32), 10, (1, 16), ("torch", "onnxruntime", "openvino")),
+    "mobilenetv2": ((3, 96, 96), 10, (1,), ("torch", "onnxruntime", "openvino")),
+    "resnet18": ((3, 224, 224), 1000, (1,), ("torch", "onnxruntime", "openvino")),
+    "transformer": ((3, 32, 32), 10, (1, 16), ("torch", "onnxruntime", "openvino")),
+}
+ONNX_BACKENDS = ("onnxruntime", "openvino")
+OUT = Path(__file__).parent / "results" / "latency_prediction.json"
+
+
+def measure_round(models: dict, threads: int, cfg: BenchConfig) -> dict[tuple, float]:
+    """One p50 per (model, batch, backend), every configuration once."""
+    out = {}
+    for name, (model, x, onnx_path) in models.items():
+        _, _, batches, backends = CONFIGS[name]
+        torch_backends = [b for b in backends if b not in ONNX_BACKENDS]
+        onnx_backends = [b for b in backends if b in ONNX_BACKENDS]
+        results = []
+        if torch_backends:
+            results.append(benchmark(model, x, backends=torch_backends, batch_sizes=list(batches), config=cfg))
+        if onnx_backends:
+            results.append(benchmark(onnx_path, x, backends=onnx_backends, batch_sizes=list(batches), config=cfg))
+        for res in results:
+            for m in res.results:
+                if m.status == "ok":
+                    out[(name, m.batch, m.backend)] = m.latency_ms["p50"]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--quick-calibration", action="store_true")
+    ap.add_argument("--reuse-calibration", action="store_true", help="use the saved local calibration")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    load_before = load_average()
+    if args.reuse_calibration:
+        cal = load_calibration("cpu", threads=args.threads)
+    else:
+        cal = calibrate(quick=args.quick_calibration, threads=args.threads, save=False)
+    print(f"calibrated in {cal.seconds:.0f} s ({'quick' if cal.quick else 'full'}); load average {load_average()}")
+
+    models, profiles = {}, {}
+    with tempfile.TemporaryDirectory(prefix="latency-prediction-") as tmp:
+        for name in args.models:
+            shape, classes, _, _ = CONFIGS[name]
+            torch.manual_seed(0)
+            model = tn.create_model(name, in_shape=shape, num_classes=classes).eval()
+            x = torch.randn(1, *shape)
+            models[name] = (model, x, export_onnx_file(model, Path(tmp) / f"{name}.onnx", x))
+            profiles[name] = tn.profile(model, (1, *shape))
+        cfg = BenchConfig(threads=args.threads, min_time_s=0.3, max_time_s=1.0, warmup_max_s=1.0, min_iters=10)
+        rounds = []
+        for r in range(args.rounds):
+            rounds.append(measure_round(models, args.threads, cfg))
+            print(f"round {r + 1}/{args.rounds} done at {time.perf_counter() - start:.0f} s; load {load_average()}")
+
+    rows = []
+    for name in args.models:
+        shape, _, batches, backends = CONFIGS[name]
+        for backend in backends:
+            for batch in batches:
+                key = (name, batch, backend)
+                measured = [rd[key] for rd in rounds if key in rd]
+                if not measured:
+                    continue
+                est = estimate(profiles[name], "local", batch=batch, backend=backend, calibration=cal, error={})
+                meas = statistics.median(measured)
+                pred = est.latency_s * 1e3
+                rows.append({"model": name, "input_shape": [batch, *shape], "batch": batch, "backend": backend,
+                             "predicted_ms": pred, "measured_ms": meas, "measured_rounds_ms": measured,
+                             "error": pred / meas - 1, "bound": est.bound, "flops": est.flops,
+                             "time_split_ms": {k: v * 1e3 for k, v in est.time_split().items()}})
+    errors = [abs(r["error"]) for r in rows]
+
+    def stats(sel: list[float]) -> dict:
+        return {"configurations": len(sel), "within_10": sum(e <= 0.10 for e in sel) / len(sel),
+                "within_20": sum(e <= 0.20 for e in sel) / len(sel), "median_abs_error": statistics.median(sel)}
+
+    result = {
+        "kind": KIND, "version": 1, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": describe_machine("cpu", args.threads), "load_average_before": load_before,
+        "load_average_after": load_average(), "seconds": time.perf_counter() - start, "rounds": args.rounds,
+        "calibration": {"quick": cal.quick, "seconds": cal.seconds, "created": cal.created, "series": summary(cal)},
+        "summary": stats(errors),
+        "by_backend": {b: stats([abs(r["error"]) for r in rows if r["backend"] == b])
+                       for b in sorted({r["backend"] for r in rows})},
+        "configurations": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(markdown(rows, result))
+    print(f"\nwrote {args.out} in {result['seconds']:.0f} s")
+
+
+def markdown(rows: list[dict], result: dict) -> str:
+    lines = ["| model | input | backend | predicted ms | measured ms (p50) | error | bound |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        shape = "x".join(str(d) for d in r["input_shape"])
+        lines.append(f"| {r['model']} | {shape} | {r['backend']} | {r['predicted_ms']:.3g} | {r['measured_ms']:.3g} | "
+                     f"{100 * r['error']:+.0f} % | {r['bound']} |")
+    s = result["summary"]
+    lines.append("")
+    lines.append(f"{s['configurations']} configurations: {100 * s['within_10']:.0f} % within ±10 %, "
+                 f"{100 * s['within_20']:.0f} % within ±20 %, median |error| {100 * s['median_abs_error']:.1f} %")
+    for b, st in result["by_backend"].items():
+        lines.append(f"- {b}: {100 * st['within_20']:.0f} % within ±20 %, median |error| "
+                     f"{100 * st['median_abs_error']:.1f} % ({st['configurations']})")
+    lines.append(f"load average before {result['load_average_before']}, after {result['load_average_after']}; "
+                 f"{result['machine']['threads']} threads")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""``estimate(profile, device, precision, batch)``: latency, throughput, bound per layer and utilization.
+
+On a catalog device every layer runs at ``peak x utilization`` and ``bandwidth x utilization``
+(stated in the result), plus the catalog's per-layer and per-call overheads. On ``local``
+(the calibrated machine) each layer runs at the achieved FLOP/s the calibration measured
+for its kernel shape on the chosen backend, plus that backend's measured overheads.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from trimnet.errors import ConfigError
+from trimnet.hardware.accuracy import predictor_error
+from trimnet.hardware.catalog import BYTES_PER_ELEMENT, Device, check_precision, get_device, load_catalog
+from trimnet.hardware.roofline import LayerTime, LayerWork, fused, layer_work
+
+LOCAL_BACKENDS = ("torch", "torch-compile", "onnxruntime", "openvino")
+_DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "int8": "int8", "float64": "fp32"}
+
+
+@dataclass
+class Estimate:
+    """Predicted latency of one batch on one device, with what it assumes and how far to trust it."""
+
+    model: str
+    device: str
+    device_name: str
+    precision: str
+    batch: int
+    backend: str | None  # the runtime on ``local``; None on catalog devices (an optimized runtime is assumed)
+    latency_s: float
+    flops: float  # per batch
+    peak_flops: float  # the figure utilization is measured against
+    layers: list[LayerTime]
+    call_overhead_s: float
+    memory: dict[str, Any]
+    assumptions: dict[str, Any]
+    error: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def throughput(self) -> float:
+        """Samples per second at this batch size."""
+        return self.batch / self.latency_s if self.latency_s > 0 else math.inf
+
+    @property
+    def achieved_flops(self) -> float:
+        return self.flops / self.latency_s if self.latency_s > 0 else 0.0
+
+    @property
+    def utilization(self) -> float:
+        """Achieved over peak FLOP/s: the share of the device's arithmetic the model keeps busy."""
+        return self.achieved_flops / self.peak_flops if self.peak_flops else 0.0
+
+    def time_split(self) -> dict[str, float]:
+        """Seconds spent where each layer's roofline is compute-bound, memory-bound, and in overheads."""
+        out = {"compute": 0.0, "memory": 0.0, "overhead": self.call_overhead_s}
+        for layer in self.layers:
+            if layer.fused:
+                continue
+            out["overhead"] += layer.overhead_s
+            if layer.bound in ("compute", "memory"):
+                out[layer.bound] += max(layer.compute_s, layer.memory_s)
+        return out
+
+    @property
+    def bound(self) -> str:
+        """What most of the time goes to: compute, memory or overhead."""
+        split = self.time_split()
+        return max(split, key=split.get)  # type: ignore[arg-type]
+
+    def to_dict(self, layers: bool = True) -> dict[str, Any]:
+        out = {"model": self.model, "device": self.device, "device_name": self.device_name,
+               "precision": self.precision, "batch": self.batch, "backend": self.backend,
+               "latency_s": self.latency_s, "latency_ms": self.latency_s * 1e3, "throughput": self.throughput,
+               "flops": self.flops, "achieved_flops": self.achieved_flops, "peak_flops": self.peak_flops,
+               "utilization": self.utilization, "bound": self.bound, "time_split_s": self.time_split(),
+               "memory": self.memory, "assumptions": self.assumptions, "error": self.error, "notes": self.notes}
+        if layers:
+            out["layers"] = [layer.to_dict() for layer in self.layers]
+        return out
+
+
+def profile_dtype(profile) -> str:
+    """The precision the profile's parameters are in (the largest share), as a catalog precision name."""
+    if not profile.param_bytes:
+        return "fp32"
+    name = max(profile.param_bytes, key=profile.param_bytes.get)
+    return _DTYPE_NAMES.get(name, "fp32")
+
+
+def parse_backend(backend: str | None, precision: str | None) -> tuple[str, str | None]:
+    """``"openvino:precision=bf16"`` -> ("openvino", "bf16"); a precision given both ways must agree."""
+    if backend is None:
+        return "torch", precision
+    name, _, rest = backend.partition(":")
+    for part in filter(None, rest.split(":")):
+        key, _, value = part.partition("=")
+        if key != "precision":
+            continue
+        value = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(value, value)
+        if precision is not None and precision != value:
+            raise ConfigError(f"backend {backend!r} runs {value} but precision {precision!r} was asked for")
+        precision = value
+    return name, precision
+
+
+def estimate(profile, device: str = "local", precision: str | None = None, batch: int | None = None, *,
+             backend: str | None = None, catalog: Mapping[str, Device] | None = None, calibration=None,
+             utilization: tuple[float, float] | None = None, error: dict | None = None,
+             runtime: str = "optimized") -> Estimate:
+    """Predict ``profile``'s latency on ``device`` (a catalog key, or "local" / "local-cuda" when calibrated).
+
+    ``batch`` scales the profiled batch (FLOPs and activations scale, weights do not);
+    ``precision`` defaults to the model's (fp32); ``backend`` (local only) is a runtime name,
+    optionally with ``:precision=bf16``; ``utilization`` overrides a catalog device's
+    (compute, memory) shares of peak; ``runtime`` (catalog devices) is "optimized" (norms,
+    activations and residual adds fused into convolutions, as inference runtimes do) or
+    "eager" (every layer its own kernel, as in training).
+    """
+    from trimnet.profile import Profile
+
+    if not isinstance(profile, Profile):
+        raise ConfigError(f"estimate needs a trimnet Profile (tn.profile(model, inputs)); got {type(profile).__name__}")
+    batch = profile.batch if batch is None else batch
+    if not isinstance(batch, int) or batch < 1:
+        raise ConfigError(f"batch must be a positive integer; got {batch!r}")
+    scale = batch / max(profile.batch, 1)
+    if device in ("local", "local-cuda"):
+        return _local(profile, device, precision, batch, scale, backend, calibration, error)
+    if backend is not None:
+        raise ConfigError(f"--backend applies to the calibrated local device; {device} assumes an optimized runtime")
+    dev = get_device(device, load_catalog() if catalog is None else catalog)
+    if runtime not in ("optimized", "eager"):
+        raise ConfigError(f"runtime must be 'optimized' or 'eager'; got {runtime!r}")
+    return _catalog(profile, dev, precision, batch, scale, utilization, error, runtime)
+
+
+def _memory(profile, batch_scale: float, byte_scale: float, capacity: float | None) -> dict[str, Any]:
+    weights = (profile.total_param_bytes + sum(profile.buffer_bytes.values())) * byte_scale
+    activations = profile.peak_activation_bytes * batch_scale * byte_scale
+    total = weights + activations
+    return {"weights_bytes": weights, "activation_bytes": activations, "total_bytes": total,
+            "device_bytes": capacity, "fits": None if capacity is None else total <= capacity}
+
+
+def _byte_scale(profile, precision: str) -> float:
+    return BYTES_PER_ELEMENT[precision] / BYTES_PER_ELEMENT[profile_dtype(profile)]
+
+
+def _works(profile, scale: float, byte_scale: float) -> list[LayerWork]:
+    return [layer_work(layer, scale, byte_scale) for layer in profile.layers]
+
+
+def _notes(profile) -> list[str]:
+    notes = []
+    if profile.training:
+        notes.append("the profile is a training profile; the estimate is of its forward pass (inference)")
+    if profile.uncounted:
+        notes.append(f"the profiler could not count {', '.join(sorted(profile.uncounted))}; their time is missing")
+    return notes
+
+
+def _catalog(profile, dev: Device, precision: str | None, batch: int, scale: float,
+             utilization: tuple[float, float] | None, error: dict | None, runtime: str) -> Estimate:
+    error = predictor_error() if error is None else error
+    precision = check_precision(precision or profile_dtype(profile))
+    peak = dev.peak(precision)
+    vector_peak = dev.peak_flops.get("fp32", peak)  # elementwise work runs on vector units, not matrix engines
+    cu, mu = utilization or (dev.compute_utilization, dev.memory_utilization)
+    for what, u in (("compute", cu), ("memory", mu)):
+        if not 0 < u <= 1:
+            raise ConfigError(f"{what} utilization must be in (0, 1]; got {u}")
+    byte_scale = _byte_scale(profile, precision)
+    bandwidth = dev.bandwidth * mu
+    layers = []
+    for w in _works(profile, scale, byte_scale):
+        rate = (peak if w.is_compute else vector_peak) * cu
+        layers.append(LayerTime(w.name, w.type, w.role, w.flops, w.bytes, w.flops / rate if w.flops else 0.0,
+                                w.bytes / bandwidth if w.bytes else 0.0,
+                                dev.overhead_s * w.calls if w.role != "free" else 0.0, fused(w, runtime)))
+    latency = dev.call_overhead_s + sum(layer.time_s for layer in layers)
+    assumptions = {
+        "source": "catalog", "precision": precision, "compute_utilization": cu, "memory_utilization": mu,
+        "peak_flops": peak, "bandwidth": dev.bandwidth, "overhead_per_layer_s": dev.overhead_s,
+        "call_overhead_s": dev.call_overhead_s,
+        "runtime": ("an optimized runtime: batch norm, activations and residual adds fused into the convolutions"
+                    if runtime == "optimized" else "eager: every layer runs as its own kernel"),
+        "datasheet": dev.source, **({"assumption": dev.assumption} if dev.assumption else {}),
+    }
+    err = {**error, "applies_to": "the local predictor on the machine it was measured on; "
+                                  f"{dev.key} figures are datasheet peaks x assumed utilization, not measured here"}
+    return Estimate(profile.model, dev.key, dev.name, precision, batch, None, latency, profile.flops * scale, peak,
+                    layers, dev.call_overhead_s, _memory(profile, scale, byte_scale, dev.memory_bytes), assumptions,
+                    err, _notes(profile))
+
+
+def _local(profile, device: str, precision: str | None, batch: int, scale: float, backend: str | None,
+           calibration, error: dict | None) -> Estimate:
+    from trimnet.hardware.calibrate import load_calibration
+
+    cuda = device == "local-cuda"
+    name, precision = parse_backend(backend or ("torch-cuda" if cuda else "torch"), precision)
+    if cuda and name == "torch":
+        name = "torch-cuda"
+    precision = precision or profile_dtype(profile)
+    cal = calibration if calibration is not None else load_calibration("cuda" if cuda else "cpu")
+    series = cal.get(name, precision)
+    error = predictor_error(cal.machine) if error is None else error
+    byte_scale = _byte_scale(profile, precision) if precision in BYTES_PER_ELEMENT else 1.0
+    ew = series.elementwise
+    layers = []
+    for w in _works(profile, scale, byte_scale):
+        is_fused = fused(w, name)
+        overhead = series.layer_s * w.calls
+        if w.is_compute:
+            curve = series.conv if w.role == "conv" else series.matmul
+            compute = w.flops / curve.rate(w.m, w.k, w.n)
+            overhead += curve.t0 * w.calls
+        elif w.role == "free":
+            compute = 0.0
+        else:
+            compute = w.flops / ew.vector_rate if w.flops else 0.0
+            overhead += ew.t0 * w.calls
+        per_call = w.bytes / w.calls
+        memory = w.bytes / ew.bandwidth(per_call) if w.bytes and w.role != "free" else 0.0
+        layers.append(LayerTime(w.name, w.type, w.role, w.flops, w.bytes, compute, memory, overhead, is_fused))
+    latency = series.call_s + sum(layer.time_s for layer in layers)
+    peak = max(series.matmul.peak, series.conv.peak)
+    assumptions = {
+        "source": "calibration", "calibration": cal.path, "calibrated": cal.created, "quick": cal.quick,
+        "machine": cal.machine.get("cpu") if not cuda else cal.machine.get("gpu"), "threads": cal.machine.get("threads"),
+        "backend": name, "precision": precision, "peak_flops": peak,
+        "bandwidth": ew.bandwidth.dram, "call_overhead_s": series.call_s, "overhead_per_layer_s": series.layer_s,
+        "fused_roles": sorted(_fused_roles(name)),
+        "utilization": "measured: each layer runs at the FLOP/s calibrated for its kernel shape",
+        **({"kernels_from": series.borrowed} if series.borrowed else {}),
+    }
+    notes = _notes(profile)
+    if name in ("torch", "torch-cuda") and precision != "fp32":
+        notes.append(f"the torch runner runs fp32; this assumes the model itself is cast to {precision}")
+    return Estimate(profile.model, cal.name, cal.machine.get("cpu") or "this machine", precision, batch, name,
+                    latency, profile.flops * scale, peak, layers, series.call_s,
+                    _memory(profile, scale, byte_scale, cal.machine.get("memory_bytes")), assumptions, error, notes)
+
+
+def _fused_roles(runtime: str) -> frozenset[str]:
+    from trimnet.hardware.roofline import FUSES
+
+    return FUSES.get(runtime, frozenset())

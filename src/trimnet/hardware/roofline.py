@@ -1,0 +1,134 @@
+"""Per-layer roofline arithmetic: time = overhead + max(flops / compute rate, bytes / bandwidth).
+
+A profiled layer becomes a ``LayerWork`` (what it does, at a batch size and precision);
+a device turns it into a ``LayerTime`` (how long, and what bounds it). Which layers a
+runtime fuses into their neighbours (and so cost nothing of their own) is a table here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trimnet.profile import LayerProfile
+
+NORMS = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm")
+SIMPLE_ACTIVATIONS = frozenset({"ReLU", "ReLU6", "Hardtanh", "LeakyReLU"})
+ACTIVATIONS = SIMPLE_ACTIVATIONS | {"SiLU", "Sigmoid", "Hardswish", "Hardsigmoid", "Tanh", "ELU", "GELU", "Mish"}
+FREE = frozenset({"Flatten", "Unflatten", "Identity", "Dropout", "Dropout1d", "Dropout2d"})
+
+# roles a runtime folds into the neighbouring convolution / matmul (checked against the
+# graphs onnxruntime and OpenVINO actually build: BN is folded at export, ReLU/Clip and the
+# residual add become post-ops of the convolution; pooling, LayerNorm, softmax stay apart)
+FUSES: dict[str, frozenset[str]] = {
+    "torch": frozenset(),
+    "torch-cuda": frozenset(),
+    "torch-compile": frozenset({"norm", "activation", "simple_activation", "add", "free"}),
+    "onnxruntime": frozenset({"norm", "simple_activation", "add", "free"}),
+    "onnxruntime-cuda": frozenset({"norm", "simple_activation", "add", "free"}),
+    "openvino": frozenset({"norm", "activation", "simple_activation", "add", "free"}),
+    "optimized": frozenset({"norm", "activation", "simple_activation", "add", "free"}),  # catalog devices
+    "eager": frozenset({"free"}),  # catalog devices, training
+}
+
+
+@dataclass(frozen=True)
+class LayerWork:
+    """One layer's work at a given batch and precision, with its GEMM shape when it has one."""
+
+    name: str
+    type: str
+    role: str  # conv, matmul, norm, activation, simple_activation, add, pool, elementwise, free
+    flops: float
+    bytes: float
+    calls: int = 1
+    m: float = 0.0  # GEMM output positions (per call)
+    k: float = 0.0  # reduction length
+    n: float = 0.0  # output channels
+
+    @property
+    def is_compute(self) -> bool:
+        return self.role in ("conv", "matmul")
+
+
+@dataclass(frozen=True)
+class LayerTime:
+    name: str
+    type: str
+    role: str
+    flops: float
+    bytes: float
+    compute_s: float
+    memory_s: float
+    overhead_s: float
+    fused: bool = False
+
+    @property
+    def time_s(self) -> float:
+        return 0.0 if self.fused else self.overhead_s + max(self.compute_s, self.memory_s)
+
+    @property
+    def bound(self) -> str:
+        """compute or memory (the larger roofline side); fused; none for a layer with no work."""
+        if self.fused:
+            return "fused"
+        if self.compute_s == 0 and self.memory_s == 0:
+            return "none"
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["time_s"] = self.time_s
+        d["bound"] = self.bound
+        return d
+
+
+def roofline(flops: float, nbytes: float, compute_rate: float, bandwidth: float, overhead_s: float = 0.0
+             ) -> tuple[float, str]:
+    """(seconds, bound) of ``flops`` FLOPs moving ``nbytes`` at the given FLOP/s and bytes/s."""
+    compute = flops / compute_rate if flops else 0.0
+    memory = nbytes / bandwidth if nbytes else 0.0
+    return overhead_s + max(compute, memory), "compute" if compute >= memory else "memory"
+
+
+def role_of(layer: "LayerProfile") -> str:
+    if layer.macs > 0:
+        return "conv" if "Conv" in layer.type else "matmul"
+    if layer.type in NORMS:
+        return "norm"
+    if layer.type in SIMPLE_ACTIVATIONS:
+        return "simple_activation"
+    if layer.type in ACTIVATIONS:
+        return "activation"
+    if "Residual" in layer.type:
+        return "add"
+    if "Pool" in layer.type:
+        return "pool"
+    if layer.type in FREE or (layer.flops == 0 and layer.bytes == 0):
+        return "free"
+    return "elementwise"
+
+
+def layer_work(layer: "LayerProfile", scale: float = 1.0, byte_scale: float = 1.0) -> LayerWork:
+    """``layer`` at ``scale`` x its profiled batch, with activations and weights at ``byte_scale`` x their bytes."""
+    role = role_of(layer)
+    calls = max(layer.calls, 1)
+    flops = layer.flops * scale
+    nbytes = (layer.weight_bytes + layer.activation_bytes * scale) * byte_scale
+    m = k = n = 0.0
+    if role in ("conv", "matmul"):
+        shape = layer.output_shape or ()
+        out = math.prod(shape) * scale if shape else 0.0
+        n = float(shape[1] if role == "conv" and len(shape) > 1 else shape[-1] if shape else 1)
+        if out > 0:
+            k = layer.macs * scale / (out * calls)
+            m = out / n
+        else:  # no output shape recorded: one output position
+            k, m = float(layer.macs * scale / calls), 1.0
+    return LayerWork(layer.name, layer.type, role, flops, nbytes, calls, m, k, n)
+
+
+def fused(work: LayerWork, runtime: str) -> bool:
+    return work.role in FUSES.get(runtime, frozenset())

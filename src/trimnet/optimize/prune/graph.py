@@ -1,0 +1,332 @@
+"""The channel graph: Torch-Pruning's dependency graph, wrapped so that groups, errors and
+records are trimnet's.
+
+A *group* is a set of channels that must go together: a conv's filters, the batch norm
+after it, the next layer's input columns, and every layer coupled to them by a residual
+addition, a concatenation, a depthwise conv or a flatten. Torch-Pruning traces the model
+once and finds them; this file turns each of its groups into a ``Group`` that says which
+positions of which module each channel is, and whether and in what units it may shrink:
+
+- whole attention heads for a ``SelfAttention`` (q/k/v output rows and proj input columns
+  of a head go together, so ``num_heads`` follows from the new width);
+- the same positions in every block of a grouped convolution (so ``groups`` still divides);
+- single channels otherwise.
+
+Groups tied to the model's input or output, or touching a layer the user named, are left
+alone, with the reason recorded.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from trimnet.errors import ConfigError, ModelError, require
+from trimnet.models import layers as L
+from trimnet.optimize.stats import ACTIVATIONS
+
+# parameters held outside standard modules, and the axis that is their channel axis
+_UNWRAPPED = {L.PositionEmbedding: {"weight": 2}}
+PRUNABLE = (nn.Conv2d, nn.Linear)
+
+
+@dataclass
+class Item:
+    """One module (or activation) in a group: which of its positions are which group channel."""
+
+    name: str
+    module: Any  # nn.Module, nn.Parameter, or None for an activation site
+    role: str  # "out": its outputs shrink; "in": its inputs shrink; "site": an activation's channels
+    idxs: torch.Tensor  # positions along the module's own axis
+    root: torch.Tensor  # the group channel of each position
+
+
+@dataclass
+class Group:
+    name: str  # the first layer whose outputs are the group's channels
+    channels: int
+    unit: int = 1  # channels per unit (head_dim for attention heads; the block count of a grouped conv)
+    unit_of: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    items: list[Item] = field(default_factory=list)
+    skip: str | None = None  # why the group is left alone
+    heads: str | None = None  # the SelfAttention whose heads the units are
+    root: Any = None  # Torch-Pruning's root module and handler
+    handler: Any = None
+
+    @property
+    def units(self) -> int:
+        return self.channels // self.unit
+
+    @property
+    def producers(self) -> list[Item]:
+        """Conv and linear layers whose output channels the group is."""
+        return [i for i in self.items if i.role == "out" and isinstance(i.module, PRUNABLE)]
+
+    @property
+    def sites(self) -> list[Item]:
+        return [i for i in self.items if i.role == "site"]
+
+    def members(self, role: str, kind: type | tuple[type, ...]) -> list[Item]:
+        return [i for i in self.items if i.role == role and isinstance(i.module, kind)]
+
+    def per_channel(self, item: Item, values: torch.Tensor) -> torch.Tensor:
+        """Values along ``item``'s own axis -> one value per group channel (the mean where several map to one)."""
+        total = torch.zeros(self.channels, dtype=torch.float64)
+        count = torch.zeros(self.channels, dtype=torch.float64)
+        total.index_add_(0, item.root, values[item.idxs].double())
+        count.index_add_(0, item.root, torch.ones(len(item.root), dtype=torch.float64))
+        return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float("nan")))
+
+    def per_unit(self, channel_scores: torch.Tensor) -> torch.Tensor:
+        """Channel scores -> unit scores (the mean over a unit's channels)."""
+        total = torch.zeros(self.units, dtype=torch.float64).index_add_(0, self.unit_of, channel_scores.double())
+        return total / self.unit
+
+    def channels_of(self, units: torch.Tensor) -> torch.Tensor:
+        mask = torch.isin(self.unit_of, units)
+        return torch.nonzero(mask).flatten()
+
+
+class _OpRecorder(TorchFunctionMode):
+    """Remembers, for each tensor made while tracing, the operator and the module that made it."""
+
+    def __init__(self, stack: list[str]):
+        super().__init__()
+        self.stack = stack
+        self.made: dict[Any, tuple[str, str]] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        where = self.stack[-1] if self.stack else ""
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and t.grad_fn is not None and t.grad_fn not in self.made:
+                self.made[t.grad_fn] = (where, getattr(func, "__name__", str(func)))
+        return out
+
+
+def _module_stack_hooks(model: nn.Module, stack: list[str]) -> list:
+    """Hooks that keep ``stack`` as the path of modules running now (the innermost last)."""
+
+    def enter(name: str):
+        def hook(module, args) -> None:
+            stack.append(name)
+        return hook
+
+    def leave(module, args, output) -> None:
+        if stack:
+            stack.pop()
+
+    hooks = []
+    for name, m in model.named_modules():
+        hooks.append(m.register_forward_pre_hook(enter(name)))
+        hooks.append(m.register_forward_hook(leave))
+    return hooks
+
+
+def resolve_ignored(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:
+    modules = dict(model.named_modules())
+    out = {}
+    for name in names:
+        if name not in modules or name == "":
+            layers = [n for n, m in modules.items() if n and isinstance(m, (*PRUNABLE, L.SelfAttention))]
+            raise ConfigError(f"--ignore {name!r} names no module of the model; layers are named like "
+                              f"{', '.join(layers[:6])}{', ...' if len(layers) > 6 else ''}")
+        out[name] = modules[name]
+    return out
+
+
+class ChannelGraph:
+    """The prunable groups of ``model``, traced on ``example`` (a small batch of inputs)."""
+
+    def __init__(self, model: nn.Module, example: torch.Tensor, ignore: Iterable[str] = ()):
+        tp = require("torch_pruning", "pruning")
+        self.model = model
+        self.ignored = resolve_ignored(model, ignore)
+        self._names = {m: n for n, m in model.named_modules()}
+        self._names.update({p: n for n, p in model.named_parameters()})
+        self._input = nn.Parameter(example.detach().clone())
+        unwrapped = [(self._input, 2 if example.dim() == 3 else 1)]
+        for m in model.modules():
+            for pname, axis in _UNWRAPPED.get(type(m), {}).items():
+                unwrapped.append((getattr(m, pname), axis))
+        site_fns: dict[Any, str] = {}
+        hooks = [m.register_forward_hook(_site_hook(site_fns, name))
+                 for name, m in model.named_modules() if type(m) in ACTIVATIONS]
+        stack: list[str] = []
+        hooks += _module_stack_hooks(model, stack)
+        recorder = _OpRecorder(stack)
+        outputs: list[Any] = []
+
+        def forward(m: nn.Module, x: torch.Tensor) -> Any:
+            out = m(x)
+            outputs.extend(t.grad_fn for t in (out if isinstance(out, (tuple, list)) else (out,))
+                           if isinstance(t, torch.Tensor))
+            return out
+
+        try:
+            with torch.enable_grad(), warnings.catch_warnings(record=True) as caught, recorder:
+                warnings.simplefilter("always")
+                self.dg = tp.DependencyGraph().build_dependency(
+                    model, example_inputs=self._input, forward_fn=forward,
+                    unwrapped_parameters=unwrapped, customized_pruners={L.FeatureTokens: _feature_tokens_pruner(tp)},
+                    verbose=False)
+        except Exception as exc:  # the tracer raises whatever the model's forward raises
+            where = stack[-1] if stack else ""
+            raise ModelError(
+                f"the dependency graph cannot trace {type(model).__name__}"
+                + (f": module '{where}' ({type(dict(model.named_modules())[where]).__name__})" if where else "")
+                + f" failed with {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                + (f"; leave it out with --ignore {where}" if where else "")) from None
+        finally:
+            for h in hooks:
+                h.remove()
+        self.notes = sorted({str(w.message).splitlines()[0] for w in caught})
+        self._sites = site_fns
+        self._made = recorder.made
+        self._outputs = outputs
+        self.groups = [self._group(g) for g in self.dg.get_all_groups(root_module_types=PRUNABLE)]
+        self.groups.sort(key=lambda g: _order(self._order_names(), g.name))
+
+    def _order_names(self) -> dict[str, int]:
+        if not hasattr(self, "_order_cache"):
+            self._order_cache = {n: i for i, (n, _) in enumerate(self.model.named_modules())}
+        return self._order_cache
+
+    # ------------------------------------------------------------------ groups
+
+    def _group(self, tp_group) -> Group:
+        output_op = require("torch_pruning", "pruning").ops.OPTYPE.OUTPUT
+        items: list[Item] = []
+        skip = None
+        for entry in tp_group:
+            node, handler = entry.dep.target, entry.dep.handler
+            module = node.module
+            idx = torch.as_tensor(list(entry.idxs), dtype=torch.long)
+            root = torch.as_tensor(list(entry.root_idxs), dtype=torch.long)
+            out = self.dg.is_out_channel_pruning_fn(handler)
+            if module is self._input:
+                skip = skip or "its channels are the model's input channels"
+                continue
+            if out and (node.type == output_op or any(node.grad_fn is o for o in self._outputs)):
+                skip = skip or "it changes the model's outputs"
+            hit = self._ignored_hit(node)
+            if hit:
+                skip = skip or f"it touches {hit}, which is ignored"
+            if module in self._names:
+                items.append(Item(self._names[module], module, "out" if out else "in", idx, root))
+            elif node.grad_fn in self._sites:
+                items.append(Item(self._sites[node.grad_fn], None, "site", idx, root))
+        root_module = tp_group[0].dep.target.module
+        group = Group(name=self._names.get(root_module, "?"), channels=len(tp_group[0].idxs), items=items,
+                      skip=skip, root=root_module, handler=self.dg.get_pruner_of_module(root_module).prune_out_channels)
+        producers = [i.name for i in group.producers]
+        if producers:
+            group.name = min(producers, key=lambda n: self._order_names().get(n, 1 << 30))
+        self._units(group)
+        return group
+
+    def _ignored_hit(self, node) -> str | None:
+        module = node.module
+        name = self._names.get(module)
+        if name is None:
+            name = self._made.get(node.grad_fn, ("", ""))[0]
+        for ignored in self.ignored:
+            if name is not None and (name == ignored or name.startswith(ignored + ".")):
+                return f"'{ignored}'"
+        return None
+
+    def _units(self, group: Group) -> None:
+        """Whole heads for attention, equal positions per block for grouped convs, else channels."""
+        group.unit_of = torch.arange(group.channels)
+        if group.skip:
+            return
+        attention = self._attention_of(group)
+        blocks = [i.module.groups for i in group.items if isinstance(i.module, nn.Conv2d)
+                  and 1 < i.module.groups and not _depthwise(i.module)]
+        identity = all(torch.equal(i.root, i.idxs) for i in group.items if i.role != "site")
+        if attention is not None and blocks:
+            group.skip = "it couples attention heads with a grouped convolution"
+        elif attention is not None:
+            name, attn = attention
+            if not identity or group.channels % attn.head_dim:
+                group.skip = f"its channels do not map onto whole heads of '{name}'"
+                return
+            group.heads, group.unit = name, attn.head_dim
+            group.unit_of = torch.arange(group.channels) // attn.head_dim
+        elif blocks:
+            g = math.lcm(*blocks)
+            if not identity or group.channels % g:
+                group.skip = "its grouped convolution's blocks do not line up"
+                return
+            per_block = group.channels // g
+            group.unit = g
+            group.unit_of = torch.arange(group.channels) % per_block
+
+    def _attention_of(self, group: Group) -> tuple[str, L.SelfAttention] | None:
+        for name, m in self.model.named_modules():
+            if isinstance(m, L.SelfAttention):
+                if any(i.role == "out" and i.module in (m.q, m.k, m.v) for i in group.items):
+                    return name, m
+        return None
+
+    # ------------------------------------------------------------------ pruning
+
+    def prune(self, group: Group, channels: torch.Tensor) -> list[tuple[Item, torch.Tensor]]:
+        """Remove ``channels`` (group channel indices) everywhere in the group; returns, per
+        item, the positions removed along its own axis (in the coordinates before the call)."""
+        chosen = sorted(int(c) for c in channels)
+        removed = [(i, i.idxs[torch.isin(i.root, torch.as_tensor(chosen, dtype=torch.long))])
+                   for i in group.items if i.role in ("out", "in")]
+        tp_group = self.dg.get_pruning_group(group.root, group.handler, chosen)
+        try:
+            tp_group.prune()
+        except Exception as exc:  # Torch-Pruning asserts on indices its graph got wrong
+            raise ModelError(f"pruning group '{group.name}' failed in Torch-Pruning ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}); leave it out with --ignore {group.name}"
+                             ) from None
+        return removed
+
+
+def _feature_tokens_pruner(tp):
+    """FeatureTokens as one node: its outputs (the token width) shrink; its inputs are features
+    of the data and never do. Traced as plain tensors instead, the broadcast multiply would tie
+    the token width to the input features."""
+
+    class FeatureTokensPruner(tp.pruner.BasePruningFunc):
+        def prune_out_channels(self, layer: L.FeatureTokens, idxs):
+            keep = [i for i in range(layer.dim) if i not in set(idxs)]
+            layer.weight = self._prune_parameter_and_grad(layer.weight, keep, 1)
+            layer.bias = self._prune_parameter_and_grad(layer.bias, keep, 1)
+            return layer
+
+        def prune_in_channels(self, layer, idxs):
+            return layer
+
+        def get_out_channels(self, layer):
+            return layer.dim
+
+        def get_in_channels(self, layer):
+            return layer.num_features
+
+    return FeatureTokensPruner()
+
+
+def _site_hook(site_fns: dict, name: str):
+    def hook(module, args, output) -> None:
+        if isinstance(output, torch.Tensor) and output.grad_fn is not None:
+            site_fns.setdefault(output.grad_fn, name)
+    return hook
+
+
+def _depthwise(conv: nn.Conv2d) -> bool:
+    return conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
+
+
+def _order(order: dict[str, int], name: str) -> int:
+    return order.get(name, 1 << 30)

@@ -1,0 +1,121 @@
+"""The report's figures: matplotlib, rendered to PNG and embedded as data URIs (opens offline)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+
+def _figure(width: float = 6.4, height: float = 3.8):
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; must be chosen before pyplot is imported
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, height), dpi=110)
+    return plt, fig, ax
+
+
+def _encode(plt, fig) -> str:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both cost (x, lower is better) and
+    accuracy (y, higher is better), sorted by cost."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def accuracy_vs(candidates: list[dict], x_key: str, x_label: str, log_x: bool = False) -> str | None:
+    rows = [c for c in candidates if c.get(x_key) is not None and c.get("val_accuracy") is not None]
+    if not rows:
+        return None
+    plt, fig, ax = _figure()
+    xs = [c[x_key] for c in rows]
+    ys = [100 * c["val_accuracy"] for c in rows]
+    colors = ["#2a7" if c.get("accepted") else "#bbb" for c in rows]
+    ax.scatter(xs, ys, c=colors, s=28, zorder=3, label="candidates (grey: over the accuracy budget)")
+    front = pareto_front(list(zip(xs, ys)))
+    ax.plot([xs[i] for i in front], [ys[i] for i in front], "-", color="#27a", zorder=2, label="Pareto front")
+    for c, x, y in zip(rows, xs, ys):
+        if c.get("winner") or c.get("original"):
+            ax.annotate("winner" if c.get("winner") else "original", (x, y), textcoords="offset points",
+                        xytext=(6, 6), fontsize=8, weight="bold")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("validation accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return _encode(plt, fig)
+
+
+def layer_macs(layers: list[dict]) -> str | None:
+    if not layers:
+        return None
+    plt, fig, ax = _figure(7.2, max(2.5, 0.28 * len(layers) + 1))
+    names = [layer["name"] for layer in layers]
+    y = range(len(layers))
+    ax.barh([i + 0.2 for i in y], [layer.get("macs_original", 0) / 1e6 for layer in layers], height=0.4,
+            label="original", color="#bbb")
+    ax.barh([i - 0.2 for i in y], [layer.get("macs_optimized", 0) / 1e6 for layer in layers], height=0.4,
+            label="optimized", color="#27a")
+    ax.set_yticks(list(y), names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("MMACs per sample")
+    ax.legend(fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    return _encode(plt, fig)
+
+
+def firing_histogram(activation: dict) -> str | None:
+    freq = activation.get("firing_frequency") or []
+    if not freq:
+        return None
+    pruned = activation.get("pruned") or [False] * len(freq)
+    plt, fig, ax = _figure()
+    kept_f = [f for f, p in zip(freq, pruned) if not p]
+    pruned_f = [f for f, p in zip(freq, pruned) if p]
+    bins = [i / 20 for i in range(21)]
+    ax.hist([kept_f, pruned_f], bins=bins, stacked=True, color=["#27a", "#d54"], label=["kept", "pruned"])
+    ax.set_xlabel("firing frequency (share of inputs on which the channel is active)")
+    ax.set_ylabel("channels")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _encode(plt, fig)
+
+
+def latency_distribution(samples: dict[str, dict[str, list[float]]]) -> str | None:
+    series = [(f"{backend}\n{which}", values) for backend, by in samples.items() for which, values in by.items()
+              if values]
+    if not series:
+        return None
+    plt, fig, ax = _figure(7.2, 3.8)
+    ax.boxplot([v for _, v in series], whis=(1, 99), showfliers=False)
+    ax.set_xticks(range(1, len(series) + 1), [s for s, _ in series], fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("latency per batch (ms, log)")
+    ax.grid(axis="y", alpha=0.3)
+    return _encode(plt, fig)
+
+
+def all_figures(summary: dict[str, Any]) -> dict[str, str | None]:
+    candidates = summary.get("candidates", [])
+    return {
+        "accuracy_vs_latency": accuracy_vs(candidates, "latency_ms", "latency on the target (ms, log)", log_x=True),
+        "accuracy_vs_macs": accuracy_vs(candidates, "macs", "MACs per sample (log)", log_x=True),
+        "layer_macs": layer_macs(summary.get("layers", [])),
+        "firing": firing_histogram(summary.get("activation", {})),
+        "latency": latency_distribution(summary.get("latency_samples", {})),
+    }
