@@ -6,8 +6,10 @@ serve`` in a subprocess on 127.0.0.1 (a free port), once with dynamic batching
 once. For 1, 8, 32 and 64 concurrent clients, one-sample KServe v2 infer requests go over
 keep-alive connections for a fixed time, in phases that alternate between the two servers
 (A B B A), so that load from elsewhere on the machine hits both alike. We record throughput,
-p50/p99 latency, errors and the mean batch size the server reports on /metrics. Every
-phase stops by itself; the servers are stopped (SIGTERM) at the end.
+p50/p99 latency, errors, the mean batch size the server reports on /metrics, and the
+server's CPU time per request (all its threads; on a shared machine this is the steadier
+figure, since wall-clock throughput also measures whatever else runs). Every phase stops
+by itself; the servers are stopped (SIGTERM) at the end.
 
 The clients are asyncio streams speaking HTTP/1.1 directly (``--client httpx`` uses
 httpx.AsyncClient instead): on a small machine the load generator shares the cores with
@@ -91,6 +93,14 @@ class Server:
         for key in ("trimnet_batch_size_sum", "trimnet_batch_size_count"):
             out[key] = sum(float(m) for m in re.findall(rf"^{key}{{[^}}]*}} (\S+)$", text, re.M))
         return out
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the server process, all threads (Linux; None elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> int | None:
         if self.proc.poll() is None:
@@ -215,23 +225,31 @@ def run_backend(run_dir: Path, backend: str, modes: dict[str, list[str]], client
             asyncio.run(load(server.url, model, 4, 1.0, bodies, kind))
         for n in clients:
             acc = {mode: ([], [], 0.0) for mode in modes}
+            cpu = {mode: 0.0 for mode in modes}
             before = {mode: server.metrics() for mode, server in servers.items()}
             order = list(modes)
             for rep in range(repeats):
                 for mode in order if rep % 2 == 0 else order[::-1]:
+                    cpu0 = servers[mode].cpu_seconds()
                     lat, err, sec = asyncio.run(load(servers[mode].url, model, n, duration / repeats, bodies, kind,
                                                      first=rep * 1000))
+                    cpu1 = servers[mode].cpu_seconds()
+                    cpu[mode] = cpu[mode] + (cpu1 - cpu0) if cpu0 is not None and cpu1 is not None else None
                     acc[mode] = (acc[mode][0] + lat, acc[mode][1] + err, acc[mode][2] + sec)
             for mode, server in servers.items():
                 after = server.metrics()
                 batches = after["trimnet_batch_size_count"] - before[mode]["trimnet_batch_size_count"]
                 samples = after["trimnet_batch_size_sum"] - before[mode]["trimnet_batch_size_sum"]
                 row = {"backend": backend, "mode": mode, **summarize(n, *acc[mode]),
-                       "mean_batch": round(samples / batches, 2) if batches else None}
+                       "mean_batch": round(samples / batches, 2) if batches else None,
+                       "server_cpu_us_per_request": round(cpu[mode] / len(acc[mode][0]) * 1e6)
+                       if cpu[mode] is not None and acc[mode][0] else None,
+                       "load_average": round(os.getloadavg()[0], 2)}
                 rows.append(row)
                 print(f"  {backend:>11} {mode:>8} {n:>3} clients: {row['throughput_rps']:8.1f} req/s  "
                       f"p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms  errors {row['errors']}  "
-                      f"mean batch {row['mean_batch']}", flush=True)
+                      f"mean batch {row['mean_batch']}  server CPU {row['server_cpu_us_per_request']} us/request",
+                      flush=True)
     finally:
         for mode, server in servers.items():
             code = server.stop()
@@ -241,14 +259,18 @@ def run_backend(run_dir: Path, backend: str, modes: dict[str, list[str]], client
 
 def table(rows: list[dict], clients: list[int], backend: str) -> str:
     by = {(r["mode"], r["clients"]): r for r in rows if r["backend"] == backend}
-    lines = [f"{backend}:", "", "| clients | batched req/s | p50 ms | p99 ms | mean batch | errors | batch-1 req/s | p50 ms | p99 ms "
-             "| errors | speedup |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [f"{backend}:", "",
+             "| clients | batched req/s | p50 ms | p99 ms | mean batch | CPU us/req | errors "
+             "| batch-1 req/s | p50 ms | p99 ms | CPU us/req | errors | speedup | CPU ratio |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n in clients:
         b, s = by[("batched", n)], by[("batch-1", n)]
         speed = b["throughput_rps"] / s["throughput_rps"] if s["throughput_rps"] else float("nan")
-        lines.append(f"| {n} | {b['throughput_rps']:.0f} | {b['p50_ms']} | {b['p99_ms']} | {b['mean_batch']} | "
-                     f"{b['errors']} | {s['throughput_rps']:.0f} | {s['p50_ms']} | {s['p99_ms']} | {s['errors']} | "
-                     f"{speed:.2f}x |")
+        cb, cs = b["server_cpu_us_per_request"], s["server_cpu_us_per_request"]
+        ratio = f"{cs / cb:.2f}x" if cb and cs else "-"
+        lines.append(f"| {n} | {b['throughput_rps']:.0f} | {b['p50_ms']} | {b['p99_ms']} | {b['mean_batch']} | {cb} | "
+                     f"{b['errors']} | {s['throughput_rps']:.0f} | {s['p50_ms']} | {s['p99_ms']} | {cs} | "
+                     f"{s['errors']} | {speed:.2f}x | {ratio} |")
     return "\n".join(lines)
 
 

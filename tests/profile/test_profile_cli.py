@@ -58,6 +58,7 @@ def test_depth_totals(capsys):
     (["--model", "cnn"], "--input-shape"),
     (["--model", "cnn", "--input-shape", "1xfoo"], "not like"),
     ([], "run directory or --model"),
+    (["--model", "cnn", "--input-shape", "1x1x8x8", "--samples", "0"], "--samples and --epochs"),
     (["/nonexistent/run"], "not a directory"),
 ])
 def test_user_errors_exit_2(capsys, argv, message):

@@ -147,6 +147,8 @@ def test_token_is_required_except_for_health_probes(served, raw_digits, h):
         assert c.post(INFER, json=h.infer_body(raw_digits[0][:1])).status_code == 401
         wrong = {"Authorization": "Bearer guess"}
         assert c.post(INFER, json=h.infer_body(raw_digits[0][:1]), headers=wrong).status_code == 401
+        assert c.get("/metrics", headers={"Authorization": "Basic s3cret"}).status_code == 401
+        assert c.get("/metrics", headers={"Authorization": "bearer s3cret"}).status_code == 200  # scheme: any case
         good = {"Authorization": "Bearer s3cret"}
         assert c.post(INFER, json=h.infer_body(raw_digits[0][:1]), headers=good).status_code == 200
         assert c.get("/metrics", headers=good).status_code == 200

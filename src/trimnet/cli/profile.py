@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "overrides", None):
         keys = ", ".join(k for k, _ in args.overrides)
         raise ConfigError(f"trimnet profile takes no config overrides (got {keys}); see trimnet profile --help")
+    if args.samples is not None and (args.samples < 1 or args.epochs < 1):
+        raise ConfigError(f"--samples and --epochs must be >= 1; got {args.samples} and {args.epochs}")
     model, shape = _model_and_shape(args)
     training = args.training or args.samples is not None
     prof = profile(model, input_shape=shape, training=training, fake=args.fake)

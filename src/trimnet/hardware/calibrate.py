@@ -279,6 +279,8 @@ def _calibrate_series(backend: str, dtype: str, options: dict, ops: list[measure
     torch_device = "cuda" if backend == "torch-cuda" else "cpu"
     precision = None
     if backend in ("torch", "torch-cuda"):
+        if dtype == "bf16" and device == "cpu" and not _native_bf16(cal.machine):
+            ops = measure.QUICK_OPS  # emulated bf16 is slow: the short list is enough to show it
         calls = [measure.torch_op(op, dtype, torch_device) for op in ops]
         times = _rounds(calls, seconds, rounds)
         base = cal.series.get(f"{backend}/fp32")
@@ -296,19 +298,32 @@ def _calibrate_series(backend: str, dtype: str, options: dict, ops: list[measure
         if backend == "openvino" and dtype == "bf16" and precision != "bf16":
             cal.skipped[f"{backend}/{dtype}"] = f"this CPU runs OpenVINO at {precision}, not bf16"
             return None, []
+        # a shape-keeping op is timed as the slope of a chain of copies, which leaves out the layout
+        # conversions a lone node pays at the graph's input and output (a model pays them once);
+        # the others (first layers) are timed alone, minus the call overhead
+        repeat = measure.CHAIN_REPEAT
+        graphs = [(op, 1) for op in ops] + [(op, repeat) for op in ops if op.chains]
         runners = []
         try:
-            for op in ops:
-                runners.append(measure.onnx_runner(backend, opts, op, tmp))
-            raw = _rounds([(lambda r=r, x=x: r.run(x)) for r, x in runners], seconds, rounds)
+            for op, n in graphs:
+                runners.append(measure.onnx_runner(backend, opts, op, tmp, n))
+            raw = dict(zip(graphs, _rounds([(lambda r=r, x=x: r.run(x)) for r, x in runners], seconds, rounds)))
         finally:
             for r, _ in runners:
                 r.close()
         call_s, layer_s = tiny, 0.0
-        times = [max(t - tiny, 0.02 * t) for t in raw]  # the node's own time: minus the call overhead
+        times = []
+        for op in ops:
+            alone = raw[(op, 1)]
+            own = (raw[(op, repeat)] - alone) / (repeat - 1) if op.chains else alone - tiny
+            times.append(max(own, 0.02 * alone))
     points = [{"series": f"{backend}/{dtype}", "op": op.kind, "shape": list(op.shape), "gemm": list(op.gemm()),
                "flops": op.flops, "bytes": op.bytes(dtype), "seconds": t} for op, t in zip(ops, times)]
     return _fit(backend, dtype, call_s, layer_s, points, precision), points
+
+
+def _native_bf16(machine: dict) -> bool:
+    return bool({"avx512_bf16", "amx_bf16"} & set(machine.get("flags") or ())) or machine.get("cpu", "").startswith("arm")
 
 
 def _rounds(calls: list, seconds: float, rounds: int) -> list[float]:

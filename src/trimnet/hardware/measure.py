@@ -57,6 +57,16 @@ class Op:
             return float(e * (b * cin * hw * hw + cout * cin // g * k * k + b * cout * hw * hw))
         return float(e * 2 * self.shape[0])
 
+    @property
+    def chains(self) -> bool:
+        """Whether its output can feed a copy of itself (so a chain of copies measures it without the
+        graph-boundary layout conversions a lone node pays)."""
+        if self.kind == "matmul":
+            return self.shape[1] == self.shape[2]
+        if self.kind == "conv":
+            return self.shape[1] == self.shape[2]
+        return False
+
     def label(self) -> str:
         return f"{self.kind} " + "x".join(str(d) for d in self.shape)
 
@@ -67,24 +77,27 @@ def _ops(matmuls, convs, elementwise, gelu) -> list[Op]:
 
 
 # Shapes span the reduction length (9 .. 2304), the output channels (16 .. 1024) and the
-# output positions (1 .. 4096) that small and ImageNet-size models have.
+# output positions (1 .. 4096) that small and ImageNet-size models have. Most keep their
+# shape (cin == cout, k == n) so that graph runtimes can time them inside a chain; the
+# few that do not are first layers (1 or 3 input channels), timed alone.
 FULL_OPS = _ops(
-    matmuls=[(1, 8, 8), (1, 256, 256), (1, 1024, 1024), (8, 1024, 256), (32, 256, 1024), (128, 64, 64),
-             (128, 1024, 1024), (512, 256, 256), (512, 64, 1024), (1024, 1024, 1024)],
+    matmuls=[(1, 8, 8), (1, 256, 256), (1, 1024, 1024), (8, 512, 512), (32, 1024, 1024), (128, 64, 64),
+             (128, 1024, 1024), (512, 256, 256), (512, 128, 128), (1024, 1024, 1024)],
     convs=[(1, 1, 32, 16, 3, 1), (1, 3, 32, 32, 3, 1), (16, 3, 32, 32, 3, 1), (1, 16, 16, 64, 3, 1),
            (1, 32, 32, 32, 3, 1), (1, 64, 64, 16, 3, 1), (8, 64, 64, 16, 3, 1), (1, 128, 128, 8, 3, 1),
-           (32, 16, 32, 8, 3, 1), (1, 256, 256, 14, 3, 1), (1, 512, 512, 4, 3, 1), (1, 64, 256, 28, 1, 1),
-           (1, 256, 64, 28, 1, 1), (1, 96, 96, 28, 3, 96), (8, 32, 32, 32, 3, 32)],
+           (32, 32, 32, 8, 3, 1), (1, 256, 256, 14, 3, 1), (1, 512, 512, 4, 3, 1), (1, 128, 128, 28, 1, 1),
+           (1, 512, 512, 7, 1, 1), (1, 96, 96, 28, 3, 96), (8, 32, 32, 32, 3, 32)],
     elementwise=[1024, 16_384, 262_144, 2_097_152, 16_777_216],
     gelu=[262_144],
 )
 QUICK_OPS = _ops(
-    matmuls=[(1, 8, 8), (1, 1024, 1024), (32, 256, 1024), (128, 64, 64), (512, 256, 256)],
-    convs=[(1, 1, 32, 16, 3, 1), (16, 3, 32, 32, 3, 1), (1, 64, 64, 16, 3, 1), (32, 16, 32, 8, 3, 1),
-           (1, 256, 256, 14, 3, 1), (1, 64, 256, 28, 1, 1), (1, 96, 96, 28, 3, 96)],
+    matmuls=[(1, 8, 8), (1, 1024, 1024), (32, 256, 256), (128, 64, 64), (512, 512, 512)],
+    convs=[(1, 1, 32, 16, 3, 1), (16, 3, 32, 32, 3, 1), (1, 64, 64, 16, 3, 1), (32, 32, 32, 8, 3, 1),
+           (1, 256, 256, 14, 3, 1), (1, 128, 128, 28, 1, 1), (1, 96, 96, 28, 3, 96)],
     elementwise=[1024, 65_536, 1_048_576, 8_388_608],
     gelu=[262_144],
 )
+CHAIN_REPEAT = 3  # copies of a shape-keeping op in the graph that times it inside a chain
 CHAIN_LENGTH = 32  # tiny layers in the chain that measures per-layer overhead
 
 
@@ -173,9 +186,9 @@ def torch_module_times(backend: str, threads: int | None, seconds: float, device
 
 # ---------------------------------------------------------------- ONNX backends
 
-def onnx_graph(op: Op | str, path: Path) -> tuple[Path, tuple[int, ...]]:
-    """Write a small ONNX model running ``op`` (or ``"tiny"``: one Relu on 4 values; ``"chain"``:
-    ``CHAIN_LENGTH`` 8x8 MatMuls); return its path and input shape."""
+def onnx_graph(op: Op | str, path: Path, repeat: int = 1) -> tuple[Path, tuple[int, ...]]:
+    """Write a small ONNX model running ``op`` ``repeat`` times in a chain (or ``"tiny"``: one Relu on 4
+    values; ``"chain"``: ``CHAIN_LENGTH`` 8x8 MatMuls); return its path and input shape."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -197,15 +210,22 @@ def onnx_graph(op: Op | str, path: Path) -> tuple[Path, tuple[int, ...]]:
             out = "y" if i == CHAIN_LENGTH - 1 else f"h{i}"
             nodes.append(helper.make_node("MatMul", [prev, weight(f"w{i}", 8, 8)], [out]))
             prev = out
-    elif op.kind == "matmul":
-        m, k, n = op.shape
-        shape = (m, k)
-        nodes.append(helper.make_node("MatMul", ["x", weight("w", k, n)], ["y"]))
-    elif op.kind == "conv":
-        b, cin, cout, hw, k, groups = op.shape
-        shape = (b, cin, hw, hw)
-        nodes.append(helper.make_node("Conv", ["x", weight("w", cout, cin // groups, k, k)], ["y"],
-                                      pads=[k // 2] * 4, group=groups, kernel_shape=[k, k]))
+    elif op.kind in ("matmul", "conv"):
+        if repeat > 1 and not op.chains:
+            raise ValueError(f"{op.label()} changes its shape and cannot be chained")
+        prev = "x"
+        for i in range(repeat):
+            out = "y" if i == repeat - 1 else f"h{i}"
+            if op.kind == "matmul":
+                m, k, n = op.shape
+                shape = (m, k)
+                nodes.append(helper.make_node("MatMul", [prev, weight(f"w{i}", k, n)], [out]))
+            else:
+                b, cin, cout, hw, k, groups = op.shape
+                shape = (b, cin, hw, hw)
+                nodes.append(helper.make_node("Conv", [prev, weight(f"w{i}", cout, cin // groups, k, k)], [out],
+                                              pads=[k // 2] * 4, group=groups, kernel_shape=[k, k]))
+            prev = out
     elif op.kind == "elementwise":
         shape = (1, op.shape[0])
         nodes.append(helper.make_node("Relu", ["x"], ["y"]))
@@ -224,12 +244,12 @@ def onnx_graph(op: Op | str, path: Path) -> tuple[Path, tuple[int, ...]]:
     return path, shape
 
 
-def onnx_runner(backend: str, options: dict, op: Op | str, workdir: Path):
+def onnx_runner(backend: str, options: dict, op: Op | str, workdir: Path, repeat: int = 1):
     """A runner of ``op``'s graph on ``backend`` (close it when done) and an input for it."""
     from trimnet.runtime import load_runner
 
-    name = op if isinstance(op, str) else op.label().replace(" ", "_")
-    path, shape = onnx_graph(op, workdir / f"{name}.onnx")
+    name = (op if isinstance(op, str) else op.label().replace(" ", "_")) + f"_x{repeat}"
+    path, shape = onnx_graph(op, workdir / f"{name}.onnx", repeat)
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     return load_runner(backend, None, torch.from_numpy(x), check=False, exported=path, **options), x
 

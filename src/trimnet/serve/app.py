@@ -8,6 +8,7 @@ the server is full or shutting down; a request cannot make it answer any other 5
 # ``Request`` is imported inside create_app so that importing this module does not need fastapi
 import contextlib
 import hmac
+import inspect
 import json
 import logging
 import time
@@ -92,7 +93,11 @@ def create_app(models: Iterable[ServedModel | Any], config: ServeConfig | None =
                 m.close()
             log.info("stopped serving %s", ", ".join(served))
 
-    app = FastAPI(title="trimnet serve", version=__version__, lifespan=lifespan,
+    extra: dict[str, Any] = {}
+    if "telemetry" in inspect.signature(FastAPI).parameters:
+        # FastAPI >= 0.16x looks up OpenTelemetry providers on every request; /metrics covers what we report
+        extra["telemetry"] = {"tracing": False, "metrics": False, "logs": False}
+    app = FastAPI(title="trimnet serve", version=__version__, lifespan=lifespan, **extra,
                   description="KServe v2 (Open Inference Protocol) inference with dynamic batching. Inputs are "
                               "raw, as in the training files: the server applies each model's training "
                               "normalization unless the request sets parameters.normalize to false.")
@@ -127,7 +132,7 @@ def create_app(models: Iterable[ServedModel | Any], config: ServeConfig | None =
     def model_of(name: str) -> ServedModel:
         model = served.get(name)
         if model is None:
-            raise RequestError(f"no model named {name!r}; this server has: {', '.join(served)}", status=404)
+            raise RequestError(f"no model named {name[:100]!r}; this server has: {', '.join(served)}", status=404)
         return model
 
     @app.get("/v2", summary="server metadata")
@@ -148,9 +153,9 @@ def create_app(models: Iterable[ServedModel | Any], config: ServeConfig | None =
              responses={404: ERRORS[404]})
     async def metadata(name: str):
         model = model_of(name)
-        extra = {"max_batch": config.max_batch, "normalize": config.normalize, "top_k": config.top_k,
-                 "backend": model.info.get("backend"), "normalization": model.info.get("normalization")}
-        return model_metadata(model.name, model.in_shape, model.class_names, model.platform, extra)
+        params = {"max_batch": config.max_batch, "normalize": config.normalize, "top_k": config.top_k,
+                  "backend": model.info.get("backend"), "normalization": model.info.get("normalization")}
+        return model_metadata(model.name, model.in_shape, model.class_names, model.platform, params)
 
     @app.get("/v2/models/{name}/ready", summary="the model can take requests", responses={404: ERRORS[404]})
     async def model_ready(name: str):
@@ -254,7 +259,7 @@ class Gate:
     def __init__(self, app, *, metrics: Metrics, token: str | None, max_inflight: int, retry_after: int):
         self.app = app
         self.metrics = metrics
-        self.token = f"Bearer {token}".encode() if token else None
+        self.token = token.encode() if token else None
         self.max_inflight = max_inflight
         self.retry_after = str(retry_after).encode()
         self.inflight = 0
@@ -294,7 +299,8 @@ class Gate:
     def _authorized(self, scope) -> bool:
         for key, value in scope["headers"]:
             if key == b"authorization":
-                return hmac.compare_digest(value, self.token)
+                scheme, _, credentials = value.partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.token)
         return False
 
 

@@ -70,7 +70,8 @@ def _call(url: str, path: str, body: dict | None, token: str | None, timeout: fl
                 time.sleep(min(MAX_WAIT_S, float(exc.headers.get("Retry-After") or 1)))
                 continue
             if exc.code == 401:
-                raise ConfigError(f"{base} needs a token: pass --token or set TRIMNET_SERVE_TOKEN ({message})") from None
+                raise ConfigError(f"{base} needs a token: pass --token or set TRIMNET_SERVE_TOKEN "
+                                  f"({message})") from None
             if exc.code == 404:
                 raise ConfigError(f"{base}: {message}") from None
             if exc.code in (400, 413):
