@@ -5,7 +5,7 @@ eager, torch.compile (the CNN only: compiling ResNet-18 takes minutes on two cor
 REFERENCE.md has no figure for it either), onnxruntime, and OpenVINO with its default
 precision (bf16 on CPUs with bf16 instructions) and with f32 forced; 2 threads.
 
-Overhead: the harness's call (``runner.run``) against a bare loop calling the runtime's own
+Overhead: the harness's call (``runner.call``) against a bare loop calling the runtime's own
 API (``session.run`` / ``infer_request.infer`` / ``model(x)``) on prepared inputs, timed
 interleaved A B A B; the figure compares the 10th percentiles (load only adds time, so the
 low quantiles are the least disturbed), plus the timing loop's own cost per call.
@@ -117,10 +117,11 @@ def overhead(backend: str, pairs: int, seconds: float, loop_ns: float) -> dict:
     bare = bare_calls(backend, model, x)
     with pinned_threads(THREADS), load_runner(backend, model, torch.from_numpy(x), threads=THREADS) as runner:
         cfg = BenchConfig(min_iters=pairs, max_iters=pairs, min_time_s=0.0, max_time_s=seconds)
+        call, prepared = runner.call, runner.prepare(x)  # what the harness times
         for _ in range(50):  # warm both
             bare()
-            runner.run(x)
-        t_bare, t_harness = measure_pairs(bare, lambda: runner.run(x), cfg)
+            call(prepared)
+        t_bare, t_harness = measure_pairs(bare, lambda: call(prepared), cfg)
     bare, harness = np.asarray(t_bare, dtype=np.float64), np.asarray(t_harness, dtype=np.float64)
     ratios = harness / bare
     # load only ever adds time, so the low quantiles are the least disturbed view of each side

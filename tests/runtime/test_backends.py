@@ -48,6 +48,7 @@ def test_backend_runs_any_batch_like_eager(name, make_tiny_cnn, request):
                 ref = model(torch.from_numpy(x)).numpy()
             assert out.shape == (batch, 3) and out.dtype == np.float32
             np.testing.assert_allclose(out, ref, rtol=1e-3, atol=1e-4)
+            assert runner.call(runner.prepare(x)) is not None  # the form benchmarks time
         info = runner.describe()
         assert info["backend"] == name and info["precision"] == runner.precision == "f32"
         assert "device" in info

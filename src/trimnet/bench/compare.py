@@ -57,7 +57,7 @@ def compare(
         with open_runner(src_a, spec_a, threads, exported_a) as run_a, \
                 open_runner(src_b, spec_b, threads, exported_b) as run_b:
             for batch in sizes:
-                results.append(_compare_batch(run_a.run, run_b.run, src_a.inputs(batch), src_b.inputs(batch), cfg))
+                results.append(_compare_batch(run_a, run_b, src_a.inputs(batch), src_b.inputs(batch), cfg))
             sides = [{"label": f"{src.name} on {spec.label}", "model": src.describe(None), "backend": spec.label,
                       "precision": runner.precision, "runner": runner.describe()}
                      for src, spec, runner in ((src_a, spec_a, run_a), (src_b, spec_b, run_b))]
@@ -65,11 +65,13 @@ def compare(
     return CompareResult(a=sides[0], b=sides[1], config=cfg.to_dict(), environment=environment, results=results)
 
 
-def _compare_batch(run_a, run_b, xa: np.ndarray, xb: np.ndarray, cfg: BenchConfig) -> PairResult:
-    timed(lambda: run_a(xa))
-    timed(lambda: run_b(xb))
-    warm_up(lambda: (run_a(xa), run_b(xb)), cfg)
-    ta, tb = measure_pairs(lambda: run_a(xa), lambda: run_b(xb), cfg)
+def _compare_batch(runner_a, runner_b, xa: np.ndarray, xb: np.ndarray, cfg: BenchConfig) -> PairResult:
+    call_a, prepared_a = runner_a.call, runner_a.prepare(xa)
+    call_b, prepared_b = runner_b.call, runner_b.prepare(xb)
+    timed(lambda: call_a(prepared_a))
+    timed(lambda: call_b(prepared_b))
+    warm_up(lambda: (call_a(prepared_a), call_b(prepared_b)), cfg)
+    ta, tb = measure_pairs(lambda: call_a(prepared_a), lambda: call_b(prepared_b), cfg)
     ratios = np.asarray(tb, dtype=np.float64) / np.maximum(np.asarray(ta, dtype=np.float64), 1.0)
     p25, p50, p75 = np.percentile(ratios, [25, 50, 75])
     return PairResult(batch=len(xa), pairs=len(ratios), ratio=float(p50), ratio_p25=float(p25), ratio_p75=float(p75),

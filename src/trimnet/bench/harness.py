@@ -138,12 +138,12 @@ def open_runner(source: Source, spec: BackendSpec, threads: int, exported: Path 
 def measure_runner(runner, x: np.ndarray, cfg: BenchConfig, spec: BackendSpec) -> Measurement:
     """First call, warm-up and measured loop of one runner on one batch."""
     batch = len(x)
-    run = runner.run
+    call, prepared = runner.call, runner.prepare(x)
     device = runner.describe().get("device", "cpu")
     with PeakMemory(device=device) as memory:
-        first_ns = timed(lambda: run(x))
-        warm = warm_up(lambda: run(x), cfg)
-        stats = Stats.of(measure(lambda: run(x), cfg))
+        first_ns = timed(lambda: call(prepared))
+        warm = warm_up(lambda: call(prepared), cfg)
+        stats = Stats.of(measure(lambda: call(prepared), cfg))
     return Measurement(
         backend=spec.label, name=spec.name, options=dict(spec.options), batch=batch, status="ok",
         latency_ms=stats.latency_ms(), iterations=stats.iterations, measured_s=stats.seconds,

@@ -14,6 +14,7 @@ from trimnet.errors import TrimnetError
 
 # subcommand -> module in trimnet.cli; a module registers its parser with ``add_parser``
 COMMANDS = {
+    "run": "run",
     "train": "train",
     "eval": "evaluate",
     "predict": "predict",
@@ -24,6 +25,10 @@ COMMANDS = {
     "quantize": "quantize",
     "serve": "serve",
     "hardware": "hardware",
+    "optimize": "optimize",
+    "report": "report",
+    "prune": "prune",
+    "stats": "stats",
 }
 
 

@@ -85,6 +85,9 @@ def write_run(out: Path, write) -> None:
     so a failure never leaves a half-written run."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a run directory is not
     old = None
     try:
         write(tmp)

@@ -96,17 +96,27 @@ def firing_histogram(activation: dict) -> str | None:
     return _encode(plt, fig)
 
 
-def latency_distribution(samples: dict[str, dict[str, list[float]]]) -> str | None:
-    series = [(f"{backend}\n{which}", values) for backend, by in samples.items() for which, values in by.items()
-              if values]
-    if not series:
+def latency_by_backend(rows: list[dict]) -> str | None:
+    """p50 bars with p90 and p99 marks, per backend and model, at each batch size."""
+    rows = [r for r in rows if r.get("p50_ms")]
+    if not rows:
         return None
-    plt, fig, ax = _figure(7.2, 3.8)
-    ax.boxplot([v for _, v in series], whis=(1, 99), showfliers=False)
-    ax.set_xticks(range(1, len(series) + 1), [s for s, _ in series], fontsize=7)
-    ax.set_yscale("log")
-    ax.set_ylabel("latency per batch (ms, log)")
-    ax.grid(axis="y", alpha=0.3)
+    batches = sorted({r["batch"] for r in rows})
+    plt, fig, _ = _figure()
+    plt.close(fig)
+    fig, axes = plt.subplots(len(batches), 1, figsize=(7.2, 2.8 * len(batches)), dpi=110, squeeze=False)
+    for ax, batch in zip(axes[:, 0], batches):
+        sel = [r for r in rows if r["batch"] == batch]
+        labels = [f"{r['backend']}\n{r['model']}" for r in sel]
+        xs = range(len(sel))
+        ax.bar(xs, [r["p50_ms"] for r in sel], color=["#27a" if "winner" in r["model"] else "#bbb" for r in sel])
+        ax.scatter(xs, [r["p90_ms"] for r in sel], marker="_", s=200, color="#333", label="p90", zorder=3)
+        ax.scatter(xs, [r["p99_ms"] for r in sel], marker="x", s=20, color="#d54", label="p99", zorder=3)
+        ax.set_xticks(list(xs), labels, fontsize=6)
+        ax.set_yscale("log")
+        ax.set_ylabel(f"ms per batch of {batch}")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7)
     return _encode(plt, fig)
 
 
@@ -117,5 +127,5 @@ def all_figures(summary: dict[str, Any]) -> dict[str, str | None]:
         "accuracy_vs_macs": accuracy_vs(candidates, "macs", "MACs per sample (log)", log_x=True),
         "layer_macs": layer_macs(summary.get("layers", [])),
         "firing": firing_histogram(summary.get("activation", {})),
-        "latency": latency_distribution(summary.get("latency_samples", {})),
+        "latency": latency_by_backend(summary.get("backends", [])),
     }

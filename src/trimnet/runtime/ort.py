@@ -49,7 +49,10 @@ class OrtRunner(Runner):
                       "spinning": spin, "versions": {"onnxruntime": ort.__version__}}
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        return self._session.run(self._outputs, {self._input: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return self.call(self.prepare(x))[0]
+
+    def call(self, x: np.ndarray) -> list:
+        return self._session.run(self._outputs, {self._input: x})
 
     def describe(self) -> dict:
         device = "cuda" if self._info["provider"].startswith("CUDA") else "cpu"

@@ -54,16 +54,21 @@ class OpenVINORunner(Runner):
         }
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        out = self.call(self.prepare(x))
+        if isinstance(out, list):
+            return np.concatenate(out)
+        return self._request.get_output_tensor(0).data.copy()  # the request reuses its buffer
+
+    def call(self, x: np.ndarray):
+        """Latency: one infer request. Throughput: the batch split over the parallel requests."""
         if self._queue is None or len(x) == 1:
-            self._request.infer(x, share_inputs=True)
-            return self._request.get_output_tensor(0).data.copy()  # the request reuses its buffer
+            return self._request.infer(x, share_inputs=True)
         parts = np.array_split(x, min(len(x), len(self._queue)))
         self._chunks = [None] * len(parts)
         for i, part in enumerate(parts):
             self._queue.start_async(part, i, share_inputs=True)
         self._queue.wait_all()
-        return np.concatenate(self._chunks)
+        return self._chunks
 
     def _collect(self, request, index: int) -> None:
         self._chunks[index] = request.get_output_tensor(0).data.copy()

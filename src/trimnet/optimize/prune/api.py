@@ -48,9 +48,13 @@ def prune(model: nn.Module, data: Any, config: PruneConfig | None = None, *, inp
     labelled = isinstance(data, Dataset)
     x_cal, _ = calibration_inputs(data, cfg.calibration_samples)
     example = x_cal[:2]
+    was_training = model.training
     model.eval()
-    expected = _run(model, example, "the model does not run on its calibration inputs")
-    teacher = copy.deepcopy(model).eval() if labelled and cfg.finetune.epochs and cfg.finetune.distill else None
+    try:
+        expected = _run(model, example, "the model does not run on its calibration inputs")
+        teacher = copy.deepcopy(model).eval() if labelled and cfg.finetune.epochs and cfg.finetune.distill else None
+    finally:
+        model.train(was_training)
     work = model if inplace else copy.deepcopy(model)
     work.cpu().eval()
     example = example.cpu()
@@ -160,7 +164,7 @@ def _target(model, example, graph, scored, cfg: PruneConfig, step: int, macs0: i
         reachable = macs / macs0
         raise ConfigError(
             f"target_macs {cfg.target_macs} cannot be reached: with every prunable layer at its floor the model "
-            f"keeps {reachable:.3f} of its MACs ({len(graph.groups) - len(scored)} groups cannot shrink); "
+            f"keeps {reachable:.3f} of its MACs (layers tied to the input or output, or ignored, cannot shrink); "
             f"ask for at least {reachable + 0.005:.2f}, or lower round_to / min_channels")
     return share, macs
 
@@ -239,6 +243,10 @@ class _Tracker:
                 self.group_alive[g.name] = list(range(g.channels))
                 if g.skip:
                     record.skipped.append({"group": g.name, "reason": g.skip})
+            for name in graph.ignored:
+                record.skipped.append({"group": name, "reason": "ignored as asked: its shape is kept"})
+            for name in graph.unreached:
+                record.skipped.append({"group": name, "reason": "its outputs only feed ignored modules"})
             for name, m in graph.model.named_modules():
                 self.first_shapes[name] = _shape(m)
                 if isinstance(m, L.SelfAttention):

@@ -25,7 +25,6 @@ from typing import Any, Iterable
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from trimnet.errors import ConfigError, ModelError, require
 from trimnet.models import layers as L
@@ -93,23 +92,6 @@ class Group:
         return torch.nonzero(mask).flatten()
 
 
-class _OpRecorder(TorchFunctionMode):
-    """Remembers, for each tensor made while tracing, the operator and the module that made it."""
-
-    def __init__(self, stack: list[str]):
-        super().__init__()
-        self.stack = stack
-        self.made: dict[Any, tuple[str, str]] = {}
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        where = self.stack[-1] if self.stack else ""
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor) and t.grad_fn is not None and t.grad_fn not in self.made:
-                self.made[t.grad_fn] = (where, getattr(func, "__name__", str(func)))
-        return out
-
-
 def _module_stack_hooks(model: nn.Module, stack: list[str]) -> list:
     """Hooks that keep ``stack`` as the path of modules running now (the innermost last)."""
 
@@ -148,20 +130,24 @@ class ChannelGraph:
         tp = require("torch_pruning", "pruning")
         self.model = model
         self.ignored = resolve_ignored(model, ignore)
+        self._check_parameters(tp)
         self._names = {m: n for n, m in model.named_modules()}
         self._names.update({p: n for n, p in model.named_parameters()})
         self._input = nn.Parameter(example.detach().clone())
         unwrapped = [(self._input, 2 if example.dim() == 3 else 1)]
-        for m in model.modules():
-            for pname, axis in _UNWRAPPED.get(type(m), {}).items():
-                unwrapped.append((getattr(m, pname), axis))
-        site_fns: dict[Any, str] = {}
-        hooks = [m.register_forward_hook(_site_hook(site_fns, name))
-                 for name, m in model.named_modules() if type(m) in ACTIVATIONS]
-        stack: list[str] = []
-        hooks += _module_stack_hooks(model, stack)
-        recorder = _OpRecorder(stack)
+        for name, m in model.named_modules():
+            if not self._inside_ignored(name):
+                unwrapped += [(getattr(m, p), axis) for p, axis in _UNWRAPPED.get(type(m), {}).items()]
+        self._sites: dict[Any, str] = {}
+        self._feeds: set = set()  # grad_fns of the inputs of ignored modules
+        self._leaves: list[torch.Tensor] = []  # the outputs of ignored modules, cut off from the graph
         outputs: list[Any] = []
+        stack: list[str] = []
+        hooks = _module_stack_hooks(model, stack)
+        hooks += [m.register_forward_hook(_site_hook(self._sites, name))
+                  for name, m in model.named_modules() if type(m) in ACTIVATIONS]
+        for m in self.ignored.values():
+            hooks += [m.register_forward_pre_hook(self._cut_inputs), m.register_forward_hook(self._cut_output)]
 
         def forward(m: nn.Module, x: torch.Tensor) -> Any:
             out = m(x)
@@ -170,12 +156,11 @@ class ChannelGraph:
             return out
 
         try:
-            with torch.enable_grad(), warnings.catch_warnings(record=True) as caught, recorder:
+            with torch.enable_grad(), warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 self.dg = tp.DependencyGraph().build_dependency(
-                    model, example_inputs=self._input, forward_fn=forward,
-                    unwrapped_parameters=unwrapped, customized_pruners={L.FeatureTokens: _feature_tokens_pruner(tp)},
-                    verbose=False)
+                    model, example_inputs=self._input, forward_fn=forward, unwrapped_parameters=unwrapped,
+                    customized_pruners={L.FeatureTokens: _feature_tokens_pruner(tp)}, verbose=False)
         except Exception as exc:  # the tracer raises whatever the model's forward raises
             where = stack[-1] if stack else ""
             raise ModelError(
@@ -187,11 +172,43 @@ class ChannelGraph:
             for h in hooks:
                 h.remove()
         self.notes = sorted({str(w.message).splitlines()[0] for w in caught})
-        self._sites = site_fns
-        self._made = recorder.made
         self._outputs = outputs
+        self._leaf_ids = {id(t) for t in self._leaves}
         self.groups = [self._group(g) for g in self.dg.get_all_groups(root_module_types=PRUNABLE)]
         self.groups.sort(key=lambda g: _order(self._order_names(), g.name))
+        grouped = {i.name for g in self.groups for i in g.items if i.role == "out"}
+        # layers the trace never reached: their outputs only feed ignored modules
+        self.unreached = [n for n, m in model.named_modules()
+                          if isinstance(m, PRUNABLE) and n not in grouped and not self._inside_ignored(n)]
+
+    def _check_parameters(self, tp) -> None:
+        """Parameters outside layers the graph knows have no known channel axis: Torch-Pruning
+        would guess one (and can loop forever on the guess). Ask for them to be ignored."""
+        elementwise = tp.ops.OPTYPE.ELEMENTWISE
+        for name, m in self.model.named_modules():
+            own = [p for p, _ in m.named_parameters(recurse=False)]
+            if not own or type(m) in _UNWRAPPED or type(m) is L.FeatureTokens or self._inside_ignored(name):
+                continue
+            if tp.ops.module2type(m) == elementwise:
+                raise ModelError(
+                    f"module '{name}' ({type(m).__name__}) holds parameters ({', '.join(own)}) outside the layers "
+                    f"the dependency graph understands, so it cannot tell which of their axes are channels; "
+                    f"leave it out with --ignore {name} (Python: PruneConfig(ignore=['{name}']))")
+
+    def _inside_ignored(self, name: str) -> bool:
+        return any(name == i or name.startswith(i + ".") for i in self.ignored)
+
+    def _cut_inputs(self, module: nn.Module, args: tuple) -> tuple:
+        """An ignored module runs on detached inputs: nothing inside it is traced."""
+        self._feeds.update(a.grad_fn for a in args if isinstance(a, torch.Tensor) and a.grad_fn is not None)
+        return tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
+
+    def _cut_output(self, module: nn.Module, args: tuple, output: Any) -> Any:
+        if isinstance(output, torch.Tensor):
+            leaf = output.detach().requires_grad_()
+            self._leaves.append(leaf)
+            return leaf
+        return output
 
     def _order_names(self) -> dict[str, int]:
         if not hasattr(self, "_order_cache"):
@@ -215,10 +232,11 @@ class ChannelGraph:
                 continue
             if out and (node.type == output_op or any(node.grad_fn is o for o in self._outputs)):
                 skip = skip or "it changes the model's outputs"
-            hit = self._ignored_hit(node)
+            layer = module in self._names
+            hit = self._ignored_hit(node, ("out" if out else "in") if layer else "op")
             if hit:
-                skip = skip or f"it touches {hit}, which is ignored"
-            if module in self._names:
+                skip = skip or (f"it touches {hit}, which is ignored" if hit.startswith("'") else f"it is {hit}")
+            if layer:
                 items.append(Item(self._names[module], module, "out" if out else "in", idx, root))
             elif node.grad_fn in self._sites:
                 items.append(Item(self._sites[node.grad_fn], None, "site", idx, root))
@@ -231,14 +249,25 @@ class ChannelGraph:
         self._units(group)
         return group
 
-    def _ignored_hit(self, node) -> str | None:
-        module = node.module
-        name = self._names.get(module)
-        if name is None:
-            name = self._made.get(node.grad_fn, ("", ""))[0]
+    def _ignored_hit(self, node, role: str) -> str | None:
+        """Does this node belong to an ignored module, feed one, or read one's output?
+
+        A layer's ``out`` entry is tied to what its output feeds, its ``in`` entry to what
+        its input reads; an operator (``op``) passes its channels through, so both.
+        """
+        if not self.ignored:
+            return None
+        name = self._names.get(node.module)
         for ignored in self.ignored:
             if name is not None and (name == ignored or name.startswith(ignored + ".")):
                 return f"'{ignored}'"
+        fn = node.grad_fn
+        if role in ("out", "op") and fn in self._feeds:
+            return "the input of an ignored module"
+        if role in ("in", "op"):
+            for nxt, _ in getattr(fn, "next_functions", ()):
+                if nxt is not None and id(getattr(nxt, "variable", None)) in self._leaf_ids:
+                    return "the output of an ignored module"
         return None
 
     def _units(self, group: Group) -> None:

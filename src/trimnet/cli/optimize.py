@@ -1,0 +1,50 @@
+"""``trimnet optimize``: search pruning, fusion and precision for the fastest model within an accuracy budget."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from trimnet.cli.common import add_json_arg, format_table, print_json
+
+
+def add_parser(sub, name: str) -> None:
+    p = sub.add_parser(name, help="find the fastest trimmed model within an accuracy budget",
+                       description="Chooses by measured latency on the target backend and batch. "
+                                   "Any OptimizeConfig field can be set with --optimize.FIELD VALUE.")
+    p.add_argument("run_dir", help="a trained run directory")
+    p.add_argument("--max-accuracy-drop", type=float, help="absolute validation accuracy the result may lose (0.005)")
+    p.add_argument("--target", help="backend latency is measured on (onnxruntime, openvino, torch, ...)")
+    p.add_argument("--batch", type=int, help="batch size latency is measured at")
+    p.add_argument("--time-budget", type=float, help="seconds the search may take")
+    p.add_argument("--out", help="where the winner and the search cache go (default RUN_DIR-optimized)")
+    add_json_arg(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import trimnet as tn
+    from trimnet.config import apply_overrides, from_dict, to_dict
+    from trimnet.optimize.search import OptimizeConfig, optimize
+    from trimnet.pipeline import _save_winner
+    from trimnet.train.evaluate import dataset_of
+
+    flags = {"max_accuracy_drop": args.max_accuracy_drop, "target_backend": args.target, "batch": args.batch,
+             "time_budget_s": args.time_budget}
+    data = to_dict(OptimizeConfig())
+    data.update({k: v for k, v in flags.items() if v is not None})
+    overrides = [(k.split(".", 1)[1], v) for k, v in args.overrides if k.startswith("optimize.")]
+    cfg = from_dict(OptimizeConfig, apply_overrides(data, overrides)).validate()
+    art = tn.load_artifact(args.run_dir)
+    out = Path(args.out or f"{str(args.run_dir).rstrip('/')}-optimized")
+    result = optimize(art.model, dataset_of(art), cfg, out=out, progress=None if args.json else print)
+    _save_winner(result, art, out / "best")
+    if args.json:
+        print_json({"out": str(out / "best"), **result.to_dict()})
+        return 0
+    rows = [[c.description, c.val_accuracy, c.macs, c.latency_ms, c.verdict] for c in result.candidates]
+    print(format_table(["candidate", "val acc", "MACs", "latency ms", "verdict"], rows))
+    print(f"\nwinner: {result.best.description}; {result.speedup or 1:.2f}x faster than the original on "
+          f"{cfg.target_backend}; test accuracy {result.test_accuracy:.4f} (original "
+          f"{result.original_test_accuracy:.4f}); written to {out / 'best'}")
+    return 0

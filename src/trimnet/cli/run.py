@@ -1,0 +1,47 @@
+"""``trimnet run``: the whole path on one config: train, measure, optimize, export, bench, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from trimnet.cli.common import add_config_args, add_json_arg, format_table, print_json
+
+
+def add_parser(sub, name: str) -> None:
+    p = sub.add_parser(name, help="train, profile, optimize, export, benchmark and report, in one go",
+                       description="The main job. Without -c it runs the bundled default: the digits CNN. "
+                                   "Dotted flags override the config (--optimize.max_accuracy_drop 0.01).")
+    add_config_args(p)
+    add_json_arg(p)
+    p.add_argument("--out", help="run directory (default runs/DATA-MODEL-run); an interrupted run resumes there")
+    p.add_argument("--from", dest="train_from", metavar="RUN_DIR", help="start from a trained run instead of training")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from trimnet.config import to_dict
+    from trimnet.pipeline import load_pipeline_config, run_pipeline, summary_table
+
+    cfg = load_pipeline_config(args.config, args.overrides, out=args.out, train_from=args.train_from)
+    if args.print_config:
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        return 0
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.json else (lambda msg: print(msg, flush=True))
+    result = run_pipeline(cfg, say=say)
+    if args.json:
+        print_json({"out": str(result.out), "report": str(result.report) if result.report else None,
+                    **{k: result.summary[k] for k in ("original", "winner", "summary_rows", "stages", "total_seconds")}})
+        return 0
+    print()
+    print(format_table(["model", "test acc", "MACs", "params", "bytes", "p50 ms", "p99 ms", "samples/s", "speedup"],
+                       summary_table(result.summary)))
+    t = result.summary["target"]
+    print(f"\nlatency at batch {t['batch']}, throughput at batch {t['throughput_batch']}; speedup against the "
+          "original in PyTorch eager")
+    print(" · ".join(f"{s['name']} {s['seconds']:.1f}s" for s in result.summary["stages"]),
+          f"· total {result.summary['total_seconds']:.0f}s")
+    print(f"winner: {result.out / 'best'}" + (f"   report: {result.report}" if result.report else ""))
+    return 0

@@ -1,0 +1,403 @@
+"""``optimize``: search pruning × fusion × precision × backend under an accuracy budget,
+and choose by *measured* latency on the target backend and batch.
+
+The search (DESIGN.md: optimize calls train, profile and bench):
+
+1. measure the original on the target (exported as is, fp32) and on the validation split;
+2. prune with each criterion at growing ratios, fine-tuning with distillation; a direction
+   stops at the first ratio whose validation accuracy falls out of the budget (larger
+   ratios only lose more), or when the time budget is spent;
+3. fuse every structure that stayed in budget, then run it at each precision on each
+   backend, measuring validation accuracy and latency through that runtime;
+4. the winner is the fastest candidate within the budget; it must beat the original on
+   the target, or the original is kept. Its test accuracy is measured last, on a split the
+   search never looked at.
+
+Finished candidates are cached in ``out/candidates/`` (keyed by their settings), so a rerun
+does not prune, fine-tune or measure them again.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from trimnet.data.dataset import Dataset
+from trimnet.errors import ConfigError
+
+log = logging.getLogger("trimnet.optimize")
+OPTIMIZE_CONFIG_VERSION = 1
+
+
+@dataclass
+class OptimizeConfig:
+    version: int = OPTIMIZE_CONFIG_VERSION
+    max_accuracy_drop: float = 0.005  # absolute, on the validation split
+    target_backend: str = "onnxruntime"  # where latency decides
+    batch: int = 1  # the batch size latency is measured at
+    throughput_batch: int = 256  # reported beside it
+    backends: list = field(default_factory=list)  # backends the search may pick; empty: the target only
+    criteria: list = field(default_factory=lambda: ["apoz", "l1"])
+    ratios: list = field(default_factory=lambda: [0.5, 0.75, 0.875])
+    finetune_epochs: int = 5
+    precisions: list = field(default_factory=lambda: ["fp32", "bf16", "int8"])
+    time_budget_s: float = 900.0
+    bench_time_s: float = 0.5  # measured seconds per candidate
+    seed: int = 0
+
+    def validate(self) -> "OptimizeConfig":
+        from trimnet.optimize.quantize.config import PRECISIONS
+
+        if not 0.0 <= self.max_accuracy_drop < 1.0:
+            raise ConfigError(f"max_accuracy_drop is absolute accuracy in [0, 1) (0.005 = half a point); "
+                              f"got {self.max_accuracy_drop}")
+        if any(not 0.0 < r < 1.0 for r in self.ratios):
+            raise ConfigError(f"optimize ratios must lie in (0, 1); got {self.ratios}")
+        unknown = [p for p in self.precisions if p != "fp32" and p not in PRECISIONS]
+        if unknown:
+            raise ConfigError(f"unknown precision {unknown[0]!r}; choose from fp32, {', '.join(PRECISIONS)}")
+        if self.batch < 1 or self.throughput_batch < 1:
+            raise ConfigError("optimize batch sizes must be >= 1")
+        if self.time_budget_s <= 0:
+            raise ConfigError(f"time_budget_s must be > 0; got {self.time_budget_s}")
+        return self
+
+
+@dataclass
+class Candidate:
+    name: str  # stable key: "apoz-0.75/fused/int8@openvino"
+    description: str
+    structure: str  # "original" or "apoz-0.75"
+    precision: str
+    backend: str
+    val_accuracy: float | None
+    macs: int | None = None
+    params: int | None = None
+    latency_ms: float | None = None  # p50 at the target batch
+    p99_ms: float | None = None
+    throughput: float | None = None  # samples/s at the target batch
+    accepted: bool = False
+    verdict: str = ""
+    seconds: float = 0.0
+    original: bool = False
+    winner: bool = False
+    pareto: bool = False
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class OptimizeResult:
+    model: nn.Module  # the winner's fp32 PyTorch model (pruned and fused); the original if nothing won
+    best: Candidate
+    original: Candidate
+    candidates: list[Candidate]
+    baseline_val_accuracy: float
+    test_accuracy: float | None = None
+    original_test_accuracy: float | None = None
+    quantized: Any = None  # a QuantizeResult when the winner runs at a lower precision
+    prune_records: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def speedup(self) -> float | None:
+        if self.best.latency_ms and self.original.latency_ms:
+            return self.original.latency_ms / self.best.latency_ms
+        return None
+
+    @property
+    def pareto(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.pareto]
+
+    def to_dict(self) -> dict:
+        return {"best": self.best.to_dict(), "original": self.original.to_dict(),
+                "candidates": [c.to_dict() for c in self.candidates], "speedup": self.speedup,
+                "baseline_val_accuracy": self.baseline_val_accuracy, "test_accuracy": self.test_accuracy,
+                "original_test_accuracy": self.original_test_accuracy, "seconds": self.seconds,
+                "prune_records": self.prune_records}
+
+
+def optimize(model: nn.Module, data: Dataset, config: OptimizeConfig | None = None, *,
+             out: str | Path | None = None, progress: Callable[[str], None] | None = None) -> OptimizeResult:
+    """Find the fastest trimmed version of ``model`` on the target that stays within the budget."""
+    from trimnet.runtime import get_backend
+
+    cfg = (config or OptimizeConfig()).validate()
+    backends = list(dict.fromkeys([cfg.target_backend, *cfg.backends]))
+    for b in backends:
+        why = get_backend(b).why_not()
+        if why is not None:
+            raise ConfigError(f"backend {b} cannot run here: {why}")
+    if len(data.y_val) == 0:
+        raise ConfigError("optimize decides on the validation split, which is empty; set data.val_split > 0")
+    say = progress or (lambda msg: log.info(msg))
+    cache = _Cache(Path(out) / "candidates" if out else None)
+    started = time.perf_counter()
+    model = copy.deepcopy(model).cpu().eval()
+    x_val, y_val = data.split("val")
+    example = data.x_test[:cfg.batch].float()
+    base_acc = _torch_accuracy(model, x_val, y_val)
+    floor = base_acc - cfg.max_accuracy_drop
+    say(f"original: validation accuracy {base_acc:.4f}; budget: >= {floor:.4f}")
+
+    def out_of_time() -> bool:
+        return time.perf_counter() - started > cfg.time_budget_s
+
+    candidates: list[Candidate] = []
+    original = _measure_fp32(model, "original", "original", cfg.target_backend, cfg, x_val, y_val, example, cache)
+    original.original = True
+    original.description = f"original, fp32 on {cfg.target_backend}"
+    candidates.append(original)
+    say(f"original on {cfg.target_backend}: {original.latency_ms:.3f} ms at batch {cfg.batch}")
+
+    structures: dict[str, nn.Module] = {"original": model}
+    records: dict[str, dict] = {}
+    for criterion in cfg.criteria:
+        for ratio in sorted(cfg.ratios):
+            if out_of_time():
+                say("time budget spent: no more pruning")
+                break
+            key = f"{criterion}-{ratio:g}"
+            pruned, record = _pruned(model, data, criterion, ratio, cfg, cache, key)
+            acc = _torch_accuracy(pruned, x_val, y_val)
+            records[key] = record
+            ok = acc >= floor
+            say(f"pruned {key}: validation accuracy {acc:.4f} ({'within' if ok else 'out of'} budget)")
+            if not ok:
+                candidates.append(Candidate(name=f"{key}/torch", description=f"{criterion} pruning {ratio:.0%}",
+                                            structure=key, precision="fp32", backend="torch", val_accuracy=acc,
+                                            verdict="over the accuracy budget; larger ratios not tried",
+                                            **_size(pruned, example)))
+                break
+            structures[key] = pruned
+
+    from trimnet.optimize.fuse import fuse
+
+    fused: dict[str, nn.Module] = {}
+    for key, m in structures.items():
+        fused[key] = fuse(m).model.eval()
+        for backend in backends:
+            for precision in cfg.precisions:
+                if out_of_time():
+                    break
+                label = f"{key}/fused/{precision}@{backend}"
+                if precision == "fp32":
+                    c = _measure_fp32(fused[key], label, key, backend, cfg, x_val, y_val, example, cache)
+                else:
+                    c = _measure_lowp(fused[key], data, label, key, precision, backend, cfg, cache)
+                if c is None:
+                    continue
+                c.description = _describe(key, precision, backend)
+                c.accepted = c.val_accuracy is not None and c.val_accuracy >= floor and c.latency_ms is not None
+                candidates.append(c)
+                say(f"{c.description}: validation accuracy {c.val_accuracy:.4f}, "
+                    f"{c.latency_ms if c.latency_ms is not None else float('nan'):.3f} ms")
+
+    _mark(candidates, original, floor)
+    best = next(c for c in candidates if c.winner)
+    winner_model = fused.get(best.structure, model) if not best.original else model
+    result = OptimizeResult(model=winner_model, best=best, original=original, candidates=candidates,
+                            baseline_val_accuracy=base_acc, prune_records=records)
+    x_test, y_test = data.split("test")
+    result.original_test_accuracy = _torch_accuracy(model, x_test, y_test)
+    if best.precision != "fp32":
+        result.quantized = _quantize(winner_model, data, best.precision, best.backend, cfg, split="test")
+        result.test_accuracy = result.quantized.accuracy_after
+    else:
+        result.test_accuracy = _torch_accuracy(winner_model, x_test, y_test)
+    result.seconds = time.perf_counter() - started
+    say(f"winner: {best.description}: {result.speedup or 1:.2f}x faster, test accuracy "
+        f"{result.test_accuracy:.4f} (original {result.original_test_accuracy:.4f})")
+    return result
+
+
+def _mark(candidates: list[Candidate], original: Candidate, floor: float) -> None:
+    """Verdicts, the Pareto front (latency vs accuracy) and the winner."""
+    from trimnet.report.plots import pareto_front
+
+    timed = [c for c in candidates if c.latency_ms is not None and c.val_accuracy is not None]
+    for i in pareto_front([(c.latency_ms, c.val_accuracy) for c in timed]):
+        timed[i].pareto = True
+    ok = [c for c in timed if c.accepted and not c.original]
+    best = min(ok, key=lambda c: c.latency_ms, default=None)
+    if best is None or best.latency_ms >= original.latency_ms:
+        best = original  # never hand back something slower than what came in
+    best.winner = True
+    for c in candidates:
+        if c.verdict:
+            continue
+        if c.winner:
+            c.verdict = "winner" if not c.original else "kept: nothing faster stayed within the budget"
+        elif c.original:
+            c.verdict = "baseline"
+        elif c.val_accuracy is not None and c.val_accuracy < floor:
+            c.verdict = "over the accuracy budget"
+        elif c.latency_ms is not None and best.latency_ms is not None:
+            c.verdict = f"{c.latency_ms / best.latency_ms:.2f}x the winner's latency"
+
+
+def _describe(structure: str, precision: str, backend: str) -> str:
+    what = "original" if structure == "original" else structure.replace("-", " pruning ", 1)
+    return f"{what}, fused, {precision} on {backend}"
+
+
+def _size(model: nn.Module, example: torch.Tensor) -> dict:
+    from trimnet.profile import profile
+
+    p = profile(model, example[:1])
+    return {"macs": int(p.macs), "params": int(p.params)}
+
+
+def _torch_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    from trimnet.train.evaluate import logits_of
+
+    return float((logits_of(model, x).argmax(1) == y).float().mean())
+
+
+def _runner_accuracy(run, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
+    preds = [np.asarray(run(x[i:i + batch].numpy())).argmax(1) for i in range(0, len(x), batch)]
+    return float((np.concatenate(preds) == y.numpy()).mean())
+
+
+def _latency(runner, example: torch.Tensor, backend: str, cfg: OptimizeConfig) -> dict:
+    from trimnet.bench.config import BenchConfig
+    from trimnet.bench.harness import BackendSpec, measure_runner
+
+    bench = BenchConfig(min_time_s=cfg.bench_time_s, max_time_s=max(cfg.bench_time_s * 4, 2.0), warmup_max_s=2.0)
+    m = measure_runner(runner, example.numpy(), bench, BackendSpec.parse(backend))
+    return {"latency_ms": m.latency_ms["p50"], "p99_ms": m.latency_ms["p99"], "throughput": m.throughput}
+
+
+def _measure_fp32(model: nn.Module, label: str, structure: str, backend: str, cfg: OptimizeConfig,
+                  x_val, y_val, example, cache: "_Cache") -> Candidate:
+    hit = cache.get(label, cfg, model)
+    if hit is not None:
+        return hit
+    from trimnet.runtime import load_runner
+
+    t0 = time.perf_counter()
+    runner = load_runner(backend, model, example)
+    try:
+        acc = _runner_accuracy(runner.run, x_val, y_val)
+        timing = _latency(runner, example, backend, cfg)
+    finally:
+        runner.close()
+    c = Candidate(name=label, description=label, structure=structure, precision="fp32", backend=backend,
+                  val_accuracy=acc, **_size(model, example), **timing, seconds=time.perf_counter() - t0)
+    cache.put(label, cfg, model, c)
+    return c
+
+
+def _quantize(model: nn.Module, data: Dataset, precision: str, backend: str, cfg: OptimizeConfig, split: str):
+    """``quantize`` measuring accuracy on ``split`` (it reports on its dataset's test split)."""
+    from trimnet.optimize.quantize import QuantizeConfig, quantize
+
+    if split == "val":
+        data = dataclasses.replace(data, x_test=data.x_val, y_test=data.y_val)
+    qcfg = QuantizeConfig(precision=precision, backend=backend, fuse=False, keep_slower=True,
+                          batch_sizes=(cfg.batch,), bench_time_s=cfg.bench_time_s, seed=cfg.seed)
+    return quantize(model, data, qcfg)
+
+
+def _measure_lowp(model: nn.Module, data: Dataset, label: str, structure: str, precision: str, backend: str,
+                  cfg: OptimizeConfig, cache: "_Cache") -> Candidate | None:
+    from trimnet.errors import TrimnetError
+
+    hit = cache.get(label, cfg, model)
+    if hit is not None:
+        return hit
+    t0 = time.perf_counter()
+    example = data.x_test[:cfg.batch].float()
+    try:
+        q = _quantize(model, data, precision, backend, cfg, split="val")
+    except TrimnetError as why:  # this precision does not run on this backend here: not a candidate
+        log.info("%s skipped: %s", label, why)
+        return None
+    if q.kept != precision:  # the runtime ran fp32 anyway: nothing new to measure
+        log.info("%s skipped: %s", label, q.reason)
+        return None
+    with q.runner() as runner:
+        timing = _latency(runner, example, backend, cfg)
+    c = Candidate(name=label, description=label, structure=structure, precision=precision, backend=backend,
+                  val_accuracy=q.accuracy_after, **_size(model, example), **timing,
+                  seconds=time.perf_counter() - t0)
+    cache.put(label, cfg, model, c)
+    return c
+
+
+def _pruned(model: nn.Module, data: Dataset, criterion: str, ratio: float, cfg: OptimizeConfig,
+            cache: "_Cache", key: str) -> tuple[nn.Module, dict]:
+    """Prune + fine-tune, or load the cached result of an earlier run."""
+    from trimnet.artifact import load_artifact, save_artifact
+    from trimnet.optimize.finetune import FinetuneConfig
+    from trimnet.optimize.prune import PruneConfig, prune
+
+    where = cache.dir / key if cache.dir else None
+    settings = {"criterion": criterion, "ratio": ratio, "epochs": cfg.finetune_epochs, "seed": cfg.seed,
+                "model": _fingerprint(model)}
+    if where is not None and (where / "model.json").exists():
+        art = load_artifact(where)
+        if art.meta.get("search_settings") == settings:
+            return art.model, art.meta.get("prune_record", {})
+    pcfg = PruneConfig(criterion=criterion, ratio=ratio,
+                       finetune=FinetuneConfig(epochs=cfg.finetune_epochs, seed=cfg.seed))
+    result = prune(model, data, pcfg)
+    record = result.to_dict()
+    if where is not None:
+        save_artifact(result.model, where, in_shape=data.in_shape, class_names=data.class_names,
+                      normalization=data.normalization,
+                      extra={"search_settings": settings, "prune_record": record, "kind": data.kind})
+    return result.model.eval(), record
+
+
+def _fingerprint(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class _Cache:
+    """Finished candidates as JSON, keyed by label + settings + the exact weights measured."""
+
+    def __init__(self, directory: Path | None):
+        self.dir = directory
+
+    def _file(self, label: str, cfg: OptimizeConfig, model: nn.Module) -> Path | None:
+        if self.dir is None:
+            return None
+        key = json.dumps({"label": label, "batch": cfg.batch, "bench_time_s": cfg.bench_time_s,
+                          "model": _fingerprint(model)}, sort_keys=True)
+        return self.dir / "measured" / (hashlib.sha256(key.encode()).hexdigest()[:20] + ".json")
+
+    def get(self, label: str, cfg: OptimizeConfig, model: nn.Module) -> Candidate | None:
+        file = self._file(label, cfg, model)
+        if file is None or not file.exists():
+            return None
+        try:
+            c = Candidate(**json.loads(file.read_text()))
+        except (json.JSONDecodeError, TypeError):
+            return None  # a damaged cache entry is measured again
+        c.winner = c.pareto = c.accepted = False  # decided again in this run
+        c.verdict = ""
+        return c
+
+    def put(self, label: str, cfg: OptimizeConfig, model: nn.Module, c: Candidate) -> None:
+        from trimnet.artifact import write_json
+
+        file = self._file(label, cfg, model)
+        if file is not None:
+            write_json(file, c.to_dict())

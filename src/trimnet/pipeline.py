@@ -1,0 +1,328 @@
+"""The main job, ``trimnet run``: train → profile → hardware estimate → optimize → export →
+benchmark original against winner → report. The only module that knows the whole path.
+
+Each stage's output lands in the run directory as it finishes, so an interrupted run
+resumes: a trained model is not trained again, and the optimizer's finished candidates
+come from its cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from trimnet.config import CONFIG_VERSION, DataConfig, ModelConfig, RunConfig, TrainConfig
+from trimnet.errors import TrimnetError
+from trimnet.optimize.search import OptimizeConfig
+
+log = logging.getLogger("trimnet.run")
+CATALOG_DEVICES = ["t4", "l4", "a100-80gb", "h100-sxm"]
+
+
+@dataclass
+class PipelineConfig:
+    version: int = CONFIG_VERSION
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=15))
+    optimize: OptimizeConfig = field(default_factory=OptimizeConfig)
+    devices: list = field(default_factory=lambda: list(CATALOG_DEVICES))  # catalog devices to estimate on
+    train_from: str | None = None  # an existing run directory instead of training
+    out: str | None = None
+
+    def validate(self) -> None:
+        self.run_config().validate()
+        self.optimize.validate()
+
+    def run_config(self) -> RunConfig:
+        return RunConfig(version=self.version, data=self.data, model=self.model, train=self.train, out=self.out)
+
+
+@dataclass
+class PipelineResult:
+    out: Path
+    summary: dict
+    report: Path | None
+
+
+class _Stages:
+    def __init__(self, say: Callable[[str], None]):
+        self.say = say
+        self.times: list[dict] = []
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        self.say(f"[{len(self.times) + 1}] {name} ...")
+        t0 = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - t0
+        self.times.append({"name": name, "seconds": seconds})
+        self.say(f"    {name} done in {seconds:.1f} s")
+
+
+def run_pipeline(cfg: PipelineConfig, *, say: Callable[[str], None] | None = None) -> PipelineResult:
+    import trimnet as tn
+    from trimnet.artifact import load_artifact, write_json
+    from trimnet.optimize.search import optimize
+
+    cfg.validate()
+    say = say or log.info
+    out = Path(cfg.out or "runs/run")
+    out.mkdir(parents=True, exist_ok=True)
+    stage = _Stages(say)
+    started = time.perf_counter()
+
+    with stage("train"):
+        source = Path(cfg.train_from) if cfg.train_from else out / "original"
+        if cfg.train_from or (source / "model.json").exists():
+            say(f"    using the trained model in {source}")
+            art = load_artifact(source)
+            from trimnet.train.evaluate import dataset_of
+
+            data = dataset_of(art) if art.meta.get("data") else tn.load_dataset(config=cfg.data)
+        else:
+            data = tn.load_dataset(config=cfg.data)
+            torch.manual_seed(cfg.train.seed)
+            model = tn.create_model(cfg.model.name, data.in_shape, data.num_classes, **cfg.model.options)
+            resume = (source / "checkpoints" / "last.pt").exists()
+            tn.train(model, data, cfg.train, source, resume=resume, run_config=cfg.run_config())
+            art = load_artifact(source)
+        model = art.model
+    example = data.x_test[:1].float()
+
+    with stage("profile"):
+        prof = tn.profile(model, example)
+        train_prof = tn.profile(model, data.x_train[:cfg.train.batch_size].float(), training=True)
+
+    with stage("hardware estimate"):
+        hardware, train_time, hardware_note = _hardware(prof, train_prof, data, cfg)
+
+    with stage("optimize"):
+        result = optimize(model, data, cfg.optimize, out=out, progress=lambda m: say("    " + m))
+
+    with stage("export winner"):
+        best_dir = out / "best"
+        _save_winner(result, art, best_dir)
+        say(f"    winner written to {best_dir}")
+
+    with stage("benchmark"):
+        backends_table, target_rows = _benchmark(model, result, data, cfg)
+
+    summary = _summary(cfg, art, prof, result, hardware, hardware_note, train_time, backends_table, target_rows,
+                       stage.times, out)
+    from trimnet.report.html import dumps
+
+    from trimnet.artifact import atomic_write
+
+    atomic_write(out / "summary.json", dumps(summary))
+    report = None
+    with stage("report"):
+        try:
+            from trimnet.report import build_report
+
+            report = build_report(out)
+        except TrimnetError as why:  # the report extra is optional; the run's results stand
+            say(f"    no report: {why}")
+    summary["stages"] = stage.times
+    summary["total_seconds"] = time.perf_counter() - started
+    atomic_write(out / "summary.json", dumps(summary))
+    if report is not None:
+        from trimnet.report import build_report
+
+        build_report(out)  # again, now with the report stage's own time
+    write_json(out / "optimize.json", result.to_dict())
+    return PipelineResult(out=out, summary=summary, report=report)
+
+
+def _hardware(prof, train_prof, data, cfg: PipelineConfig) -> tuple[list[dict], list[dict], str]:
+    from trimnet.hardware import estimate, train_time
+
+    rows, notes = [], []
+    for device in ["local", *cfg.devices]:
+        for batch in (cfg.optimize.batch, cfg.optimize.throughput_batch):
+            try:
+                kwargs = {"backend": cfg.optimize.target_backend} if device == "local" else {}
+                e = estimate(prof, device=device, batch=batch, **kwargs)
+            except TrimnetError as why:
+                if device == "local":
+                    notes.append(f"local: {why}")
+                    break
+                raise
+            rows.append({"device": e.device_name if device != "local" else f"this machine ({cfg.optimize.target_backend})",
+                         "precision": e.precision, "batch": batch, "latency_ms": e.latency_s * 1e3,
+                         "throughput": e.throughput, "bound": e.bound})
+    times = []
+    samples = len(data.y_train)
+    for t in train_time(train_prof, samples=samples, epochs=cfg.train.epochs, devices=cfg.devices):
+        times.append({"device": t.device_name, "flops": t.total_flops, "seconds": t.seconds, "human": _human(t.seconds)})
+    note = ("Roofline estimates from the profiler's per-layer FLOPs and bytes; catalog devices at their assumed "
+            f"utilization (see docs/hardware.md). Training: {cfg.train.epochs} epochs of {samples} samples. "
+            + " ".join(notes))
+    return rows, times, note
+
+
+def _human(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60), ("s", 1), ("ms", 1e-3)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds * 1e6:.3g} µs"
+
+
+def _save_winner(result, art, best_dir: Path) -> None:
+    from trimnet.artifact import save_artifact
+
+    meta_extra = {k: art.meta[k] for k in ("data", "kind") if k in art.meta}
+    if result.quantized is not None:
+        result.quantized.save(best_dir)
+        return
+    save_artifact(result.model, best_dir, in_shape=art.in_shape, class_names=art.class_names,
+                  normalization=art.normalization, extra={**meta_extra, "optimized": result.best.to_dict()},
+                  metrics={"test_accuracy": result.test_accuracy})
+    try:
+        from trimnet.runtime import export
+
+        export(result.model, best_dir / "model.onnx", torch.zeros((1, *art.in_shape)))
+    except TrimnetError as why:
+        log.warning("the winner was saved but not exported to ONNX: %s", why)
+
+
+def _benchmark(model, result, data, cfg: PipelineConfig) -> tuple[list[dict], list[dict]]:
+    """Original and winner (fp32 PyTorch module) on every installed backend, batch 1 and the throughput batch."""
+    import trimnet as tn
+    from trimnet.bench.config import BenchConfig
+    from trimnet.runtime import list_backends
+
+    backends = [b for b in list_backends() if not b.endswith("cuda")]
+    bench_cfg = BenchConfig(min_time_s=0.5, max_time_s=2.0, warmup_max_s=2.0)
+    batches = sorted({cfg.optimize.batch, cfg.optimize.throughput_batch})
+    x = data.x_test[:max(batches)].float()
+    if len(x) < max(batches):
+        x = x.repeat((max(batches) + len(x) - 1) // len(x), *[1] * (x.dim() - 1))[:max(batches)]
+    rows = []
+    for label, m in (("original", model), ("winner (fp32 module)", result.model)):
+        bench = tn.benchmark(m, x, backends=backends, batch_sizes=batches, config=bench_cfg)
+        for r in bench.results:
+            if r.status != "ok":
+                continue
+            rows.append({"backend": r.backend, "model": label, "batch": r.batch, "p50_ms": r.latency_ms["p50"],
+                         "p90_ms": r.latency_ms["p90"], "p99_ms": r.latency_ms["p99"], "throughput": r.throughput})
+    return rows, []
+
+
+def _file_size(path: Path) -> int | None:
+    if not path.exists():
+        return None
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and "checkpoints" not in f.parts
+               and "candidates" not in f.parts)
+
+
+def _summary(cfg, art, prof, result, hardware, hardware_note, train_time, backends_table, _rows, stages, out) -> dict:
+    import platform
+
+    from trimnet import __version__
+    from trimnet.profile import profile
+
+    best, orig = result.best, result.original
+    winner_prof = profile(result.model, torch.zeros((1, *art.in_shape)))
+    orig_layers = {layer.name: layer.macs for layer in prof.layers if layer.macs}
+    new_layers = {layer.name: layer.macs for layer in winner_prof.layers if layer.macs}
+
+    def at(backend: str, model: str, batch: int, key: str):
+        for r in backends_table:
+            if r["backend"] == backend and r["model"] == model and r["batch"] == batch:
+                return r[key]
+        return None
+
+    tgt, b, tb = cfg.optimize.target_backend, cfg.optimize.batch, cfg.optimize.throughput_batch
+    model_file = "model.onnx" if (out / "best" / "model.onnx").exists() else "model.safetensors"
+    rows = [
+        {"name": "original (fp32, PyTorch eager)", "test_accuracy": result.original_test_accuracy, "macs": prof.macs,
+         "params": prof.params, "size_bytes": _file_size(art.path / "model.safetensors"),
+         "p50_ms": at("torch", "original", b, "p50_ms"), "p99_ms": at("torch", "original", b, "p99_ms"),
+         "throughput": at("torch", "original", tb, "throughput"), "speedup": None},
+        {"name": f"original on {tgt} (fp32)", "test_accuracy": result.original_test_accuracy, "macs": prof.macs,
+         "params": prof.params, "size_bytes": _file_size(art.path / "model.safetensors"),
+         "p50_ms": orig.latency_ms, "p99_ms": orig.p99_ms,
+         "throughput": at(tgt, "original", tb, "throughput"), "speedup": 1.0},
+        {"name": f"winner: {best.description}", "winner": True, "test_accuracy": result.test_accuracy,
+         "macs": best.macs, "params": best.params, "size_bytes": _file_size(out / "best" / model_file),
+         "p50_ms": best.latency_ms, "p99_ms": best.p99_ms,
+         "throughput": at(best.backend, "winner (fp32 module)", tb, "throughput") if best.precision == "fp32" else None,
+         "speedup": result.speedup},
+    ]
+    eager = rows[0]["p50_ms"]  # speedups are against what a user starts from: the model in PyTorch eager
+    for row in rows:
+        row["speedup"] = eager / row["p50_ms"] if eager and row["p50_ms"] else None
+    firing = _firing(result)
+    return {
+        "title": f"{art.meta.get('arch', 'model')} on {art.meta.get('data', {}).get('source', cfg.data.source)}",
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "versions": {"trimnet": __version__, "torch": torch.__version__},
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "threads": torch.get_num_threads(),
+        "target": {"backend": tgt, "batch": b, "throughput_batch": tb},
+        "budget": cfg.optimize.max_accuracy_drop,
+        "original": {"test_accuracy": result.original_test_accuracy, "macs": prof.macs, "params": prof.params,
+                     "size_bytes": rows[0]["size_bytes"], "latency_ms": orig.latency_ms},
+        "winner": {"description": best.description, "test_accuracy": result.test_accuracy, "macs": best.macs,
+                   "params": best.params, "size_bytes": rows[2]["size_bytes"], "latency_ms": best.latency_ms,
+                   "speedup": result.speedup, "original": best.original},
+        "summary_rows": rows,
+        "candidates": [c.to_dict() for c in result.candidates],
+        "layers": [{"name": n, "macs_original": m, "macs_optimized": new_layers.get(n, 0)} for n, m in orig_layers.items()],
+        "activation": firing,
+        "backends": backends_table,
+        "hardware": hardware, "hardware_note": hardware_note, "train_time": train_time,
+        "stages": stages,
+        "commands": [f"trimnet run -c config.yaml --out {out}", f"trimnet eval {out / 'best'}",
+                     f"trimnet bench {out / 'best'} --batch {b},{tb}", f"trimnet report {out}"],
+    }
+
+
+def _firing(result) -> dict:
+    """Per-channel firing frequency of the winner's pruning, where the record carries it."""
+    key = result.best.structure
+    record = result.prune_records.get(key) or {}
+    freq, pruned = [], []
+    for group in record.get("groups", []) if isinstance(record, dict) else []:
+        f = group.get("firing_frequency") or []
+        removed = set(group.get("removed", []))
+        freq.extend(f)
+        pruned.extend(i in removed for i in range(len(f)))
+    return {"firing_frequency": freq, "pruned": pruned}
+
+
+def load_pipeline_config(path: str | None, overrides: list[tuple[str, str]], *, out: str | None = None,
+                         train_from: str | None = None) -> PipelineConfig:
+    from trimnet.config import apply_overrides, from_dict, load_yaml, to_dict
+
+    base = to_dict(PipelineConfig())
+    if path:
+        base = _merge(base, load_yaml(path))
+    pairs = [(k, v) for k, v in (("out", out), ("train_from", train_from)) if v is not None]
+    data = apply_overrides(apply_overrides(base, pairs), overrides)
+    cfg = from_dict(PipelineConfig, data)
+    if cfg.out is None:
+        cfg.out = f"runs/{Path(cfg.data.source.split(':')[-1]).stem}-{cfg.model.name}-run"
+    cfg.validate()
+    return cfg
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "options" else v
+    return out
+
+
+def summary_table(summary: dict) -> list[list[Any]]:
+    return [[r["name"], r["test_accuracy"], r["macs"], r["params"], r["size_bytes"], r["p50_ms"], r["p99_ms"],
+             r["throughput"], r["speedup"]] for r in summary["summary_rows"]]
+
