@@ -27,13 +27,19 @@ CATALOG_DEVICES = ["t4", "l4", "a100-80gb", "h100-sxm"]
 
 
 @dataclass
+class MeasureConfig:
+    devices: list = field(default_factory=lambda: list(CATALOG_DEVICES))  # catalog devices to estimate on
+    backends: list = field(default_factory=list)  # backends original and winner are timed on; empty: all installed
+
+
+@dataclass
 class PipelineConfig:
     version: int = CONFIG_VERSION
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=15))
     optimize: OptimizeConfig = field(default_factory=OptimizeConfig)
-    devices: list = field(default_factory=lambda: list(CATALOG_DEVICES))  # catalog devices to estimate on
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
     train_from: str | None = None  # an existing run directory instead of training
     out: str | None = None
 
@@ -145,7 +151,7 @@ def _hardware(prof, train_prof, data, cfg: PipelineConfig) -> tuple[list[dict], 
     from trimnet.hardware import estimate, train_time
 
     rows, notes = [], []
-    for device in ["local", *cfg.devices]:
+    for device in ["local", *cfg.measure.devices]:
         for batch in (cfg.optimize.batch, cfg.optimize.throughput_batch):
             try:
                 kwargs = {"backend": cfg.optimize.target_backend} if device == "local" else {}
@@ -160,7 +166,7 @@ def _hardware(prof, train_prof, data, cfg: PipelineConfig) -> tuple[list[dict], 
                          "throughput": e.throughput, "bound": e.bound})
     times = []
     samples = len(data.y_train)
-    for t in train_time(train_prof, samples=samples, epochs=cfg.train.epochs, devices=cfg.devices):
+    for t in train_time(train_prof, samples=samples, epochs=cfg.train.epochs, devices=cfg.measure.devices):
         times.append({"device": t.device_name, "flops": t.total_flops, "seconds": t.seconds, "human": _human(t.seconds)})
     note = ("Roofline estimates from the profiler's per-layer FLOPs and bytes; catalog devices at their assumed "
             f"utilization (see docs/hardware.md). Training: {cfg.train.epochs} epochs of {samples} samples. "
@@ -199,7 +205,7 @@ def _benchmark(model, result, data, cfg: PipelineConfig) -> tuple[list[dict], li
     from trimnet.bench.config import BenchConfig
     from trimnet.runtime import list_backends
 
-    backends = [b for b in list_backends() if not b.endswith("cuda")]
+    backends = cfg.measure.backends or [b for b in list_backends() if not b.endswith("cuda")]
     bench_cfg = BenchConfig(min_time_s=0.5, max_time_s=2.0, warmup_max_s=2.0)
     batches = sorted({cfg.optimize.batch, cfg.optimize.throughput_batch})
     x = data.x_test[:max(batches)].float()
@@ -219,6 +225,8 @@ def _benchmark(model, result, data, cfg: PipelineConfig) -> tuple[list[dict], li
 def _file_size(path: Path) -> int | None:
     if not path.exists():
         return None
+    if path.is_file():
+        return path.stat().st_size
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and "checkpoints" not in f.parts
                and "candidates" not in f.parts)
 

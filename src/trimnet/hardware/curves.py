@@ -1,4 +1,4 @@
-"""Efficiency curves fitted to calibration points: the achieved FLOP/s of a kernel as a function of its shape.
+"""Curves fitted to calibration points: achieved FLOP/s or bytes/s as a function of an operation's size.
 
 A matrix product or convolution is a GEMM of ``m`` output positions x ``k`` reduction length x
 ``n`` output channels. Its time is modelled as
@@ -7,9 +7,12 @@ A matrix product or convolution is a GEMM of ``m`` output positions x ``k`` redu
 
 a fixed cost per call plus a roofline whose compute side loses efficiency on thin dimensions
 (short reductions, few channels, one sample). ``t0``, ``peak`` and the three halves are fitted
-per backend and dtype by a grid search on log-time error. An elementwise pass is
-``t0 + max(bytes / bandwidth(bytes), flops / vector_rate)``, where the bandwidth depends on the
-bytes moved (caches are faster than DRAM), interpolated between the measured sizes.
+per backend and dtype by a grid search on log-time error.
+
+Every other kind of layer (ReLU, batch norm, pooling, residual add, GELU, layer norm,
+depthwise convolution, attention) is a *pass*: ``t = t0 + amount / rate(amount)``, where the
+amount is the bytes it moves (FLOPs for attention) and the rate is interpolated between the
+measured sizes, because caches make small passes faster per byte than large ones.
 """
 
 from __future__ import annotations
@@ -25,31 +28,31 @@ def saturation(v: float, half: float) -> float:
 
 
 @dataclass(frozen=True)
-class Bandwidth:
-    """Achieved bytes/s as a function of bytes moved: piecewise linear in log-log between points."""
+class Rate:
+    """Amount per second as a function of the amount: piecewise linear in log-log between measured points."""
 
-    sizes: tuple[float, ...]  # bytes moved (read + write), increasing
-    rates: tuple[float, ...]  # bytes/s
+    sizes: tuple[float, ...]  # increasing
+    rates: tuple[float, ...]
 
-    def __call__(self, nbytes: float) -> float:
+    def __call__(self, amount: float) -> float:
         if not self.sizes:
-            raise ValueError("empty bandwidth curve")
-        if nbytes <= self.sizes[0]:
+            raise ValueError("empty rate curve")
+        if amount <= self.sizes[0]:
             return self.rates[0]
-        if nbytes >= self.sizes[-1]:
+        if amount >= self.sizes[-1]:
             return self.rates[-1]
-        return float(np.exp(np.interp(np.log(nbytes), np.log(self.sizes), np.log(self.rates))))
+        return float(np.exp(np.interp(np.log(amount), np.log(self.sizes), np.log(self.rates))))
 
     @property
-    def dram(self) -> float:
-        """The rate at the largest size measured: main memory rather than a cache."""
+    def largest(self) -> float:
+        """The rate at the largest size measured (for bytes: main memory rather than a cache)."""
         return self.rates[-1]
 
     def to_dict(self) -> dict:
         return {"sizes": list(self.sizes), "rates": list(self.rates)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Bandwidth":
+    def from_dict(cls, d: dict) -> "Rate":
         return cls(tuple(float(v) for v in d["sizes"]), tuple(float(v) for v in d["rates"]))
 
 
@@ -81,17 +84,22 @@ class ComputeCurve:
 
 
 @dataclass(frozen=True)
-class ElementwiseCurve:
+class PassCurve:
+    """``time = t0 + amount / rate(amount)``; ``unit`` says what the amount is (bytes or flops)."""
+
     t0: float
-    bandwidth: Bandwidth
-    vector_rate: float  # FLOP/s of transcendental-heavy elementwise work (GELU)
+    rate: Rate
+    unit: str = "bytes"
+
+    def time(self, amount: float) -> float:
+        return self.t0 + (amount / self.rate(amount) if amount > 0 else 0.0)
 
     def to_dict(self) -> dict:
-        return {"t0": self.t0, "bandwidth": self.bandwidth.to_dict(), "vector_rate": self.vector_rate}
+        return {"t0": self.t0, "rate": self.rate.to_dict(), "unit": self.unit}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ElementwiseCurve":
-        return cls(float(d["t0"]), Bandwidth.from_dict(d["bandwidth"]), float(d["vector_rate"]))
+    def from_dict(cls, d: dict) -> "PassCurve":
+        return cls(float(d["t0"]), Rate.from_dict(d["rate"]), d.get("unit", "bytes"))
 
 
 # ---------------------------------------------------------------- fitting
@@ -101,54 +109,50 @@ _HALVES_K = np.geomspace(1, 1024, 12)
 _HALVES_N = np.geomspace(1, 1024, 12)
 
 
-def fit_elementwise(sizes: Sequence[float], seconds: Sequence[float], gelu: tuple[float, float, float] | None
-                    ) -> ElementwiseCurve:
-    """From elementwise passes (bytes moved, seconds) and one GELU (flops, bytes, seconds)."""
-    order = np.argsort(sizes)
-    b = np.asarray(sizes, dtype=float)[order]
+def fit_pass(amounts: Sequence[float], seconds: Sequence[float], unit: str = "bytes") -> PassCurve:
+    """``t0`` by relative least squares of ``t = t0 + c * amount``; then a rate per measured size."""
+    order = np.argsort(amounts)
+    a = np.asarray(amounts, dtype=float)[order]
     t = np.asarray(seconds, dtype=float)[order]
-    t0 = float(t[0]) * 0.9  # the smallest pass moves a few KB: its time is the fixed cost
-    rates = b / np.maximum(t - t0, t * 0.05)
-    rates = np.maximum.accumulate(rates[::-1])[::-1] if len(rates) > 1 else rates  # caches never slower than DRAM
-    curve = Bandwidth(tuple(b.tolist()), tuple(rates.tolist()))
-    vector_rate = 1e12
-    if gelu is not None:
-        flops, nbytes, seconds_g = gelu
-        vector_rate = flops / max(seconds_g - t0, seconds_g * 0.05)
-    return ElementwiseCurve(t0, curve, float(vector_rate))
+    if len(a) == 1:
+        t0 = 0.5 * float(t[0])
+    else:
+        w = 1.0 / t
+        design = np.stack([w, a * w], axis=1)
+        (t0, _), *_ = np.linalg.lstsq(design, t * w, rcond=None)
+        t0 = float(min(max(t0, 0.0), 0.9 * t[0]))
+    rates = a / np.maximum(t - t0, 0.05 * t)
+    return PassCurve(t0, Rate(tuple(a.tolist()), tuple(rates.tolist())), unit)
 
 
 def fit_compute(shapes: Sequence[tuple[float, float, float]], flops: Sequence[float], nbytes: Sequence[float],
-                seconds: Sequence[float], bandwidth: Bandwidth) -> ComputeCurve:
+                seconds: Sequence[float], bandwidth: Rate) -> ComputeCurve:
     """Grid search of (half_m, half_k, half_n); for each, t0 and 1/peak by least squares on relative error."""
     m, k, n = (np.asarray(v, dtype=float) for v in zip(*shapes))
     f = np.asarray(flops, dtype=float)
     t = np.asarray(seconds, dtype=float)
-    mem = np.asarray([nb / bandwidth(nb) for nb in nbytes])
+    mem = np.asarray([nb / bandwidth(nb) if nb else 0.0 for nb in nbytes])
     em = m[None, :] / (m[None, :] + _HALVES_M[:, None])  # (halves, points)
     ek = k[None, :] / (k[None, :] + _HALVES_K[:, None])
     en = n[None, :] / (n[None, :] + _HALVES_N[:, None])
     eff = em[:, None, None, :] * ek[None, :, None, :] * en[None, None, :, :]  # (M, K, N, points)
     x = f / eff  # seconds x peak
-    best = None
-    # relative least squares of t = t0 + x / P: weights 1/t
+    # relative least squares of t = t0 + x / P (rows weighted by 1/t), solved in closed form per grid cell
     w = 1.0 / t
-    a1, a2, y = w, x * w, t * w  # rows: [a1, a2] . [t0, 1/P] = y
+    a1, a2, y = w, x * w, t * w
     s11, s12, s22 = (a1 * a1).sum(), (a1 * a2).sum(-1), (a2 * a2).sum(-1)
     r1, r2 = (a1 * y).sum(), (a2 * y).sum(-1)
     det = s11 * s22 - s12 * s12
     with np.errstate(divide="ignore", invalid="ignore"):
         t0 = np.where(det > 0, (r1 * s22 - s12 * r2) / det, 0.0)
         inv_p = np.where(det > 0, (s11 * r2 - s12 * r1) / det, 0.0)
-    # where the unconstrained solution is infeasible, fall back to t0 = a fraction of the fastest point
+    # where that solution is infeasible, fall back to t0 = half the fastest point
     bad = (t0 < 0) | (inv_p <= 0) | ~np.isfinite(t0) | ~np.isfinite(inv_p)
     t0 = np.where(bad, 0.5 * t.min(), np.minimum(t0, t.min()))
     inv_p = np.where(bad, np.maximum(((t - t0[..., None]) * x).sum(-1) / (x * x).sum(-1), 1e-18), inv_p)
     pred = t0[..., None] + np.maximum(x * inv_p[..., None], mem)
     err = np.abs(np.log(pred / t)).mean(-1)
     i, j, l = np.unravel_index(np.nanargmin(err), err.shape)
-    best_pred = pred[i, j, l]
-    best = ComputeCurve(t0=float(t0[i, j, l]), peak=float(1.0 / inv_p[i, j, l]), half_m=float(_HALVES_M[i]),
+    return ComputeCurve(t0=float(t0[i, j, l]), peak=float(1.0 / inv_p[i, j, l]), half_m=float(_HALVES_M[i]),
                         half_k=float(_HALVES_K[j]), half_n=float(_HALVES_N[l]),
-                        error=float(np.median(np.abs(np.log(best_pred / t)))), points=int(len(t)))
-    return best
+                        error=float(np.median(np.abs(np.log(pred[i, j, l] / t)))), points=int(len(t)))

@@ -1,11 +1,12 @@
 """The operations calibration times, and how each is timed on each backend.
 
-Every operation is one kernel a model's layers are made of: a matrix product (``Linear``,
-attention projections), a convolution, an elementwise pass (activations, norms, adds,
-pooling) and a GELU (several elementwise passes in an ONNX graph). PyTorch runs them as
-function calls; ONNX backends run a one-node (or few-node) ONNX graph built directly with
-``onnx.helper`` (no export), loaded through ``trimnet.runtime.load_runner`` with the same
-options the benchmark harness uses.
+Each operation is a kernel that models' layers are made of: matrix products and
+convolutions (fitted as GEMM-shaped efficiency curves), and the passes whose time follows the
+bytes they move or the work they do: ReLU, batch norm, max pooling, residual add, GELU,
+layer norm, depthwise convolution and scaled-dot-product attention. PyTorch runs them as
+function calls; ONNX backends run small ONNX graphs built directly with ``onnx.helper`` (no
+export), loaded through ``trimnet.runtime.load_runner`` with the options the benchmark harness
+uses.
 """
 
 from __future__ import annotations
@@ -21,12 +22,19 @@ import torch
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 ELEMENT_BYTES = {"fp32": 4, "bf16": 2}
+GEMM_KINDS = ("matmul", "conv")
+# kinds fitted as time = t0 + amount / rate(amount); amount is bytes moved, or FLOPs for attention
+PASS_KINDS = ("elementwise", "norm", "pool", "add", "gelu", "layernorm", "dwconv", "attention")
 
 
 @dataclass(frozen=True)
 class Op:
-    """``matmul`` (m, k, n): x[m,k] @ w[k,n]; ``conv`` (batch, cin, cout, hw, kernel, groups): stride 1,
-    same padding; ``elementwise`` / ``gelu`` (numel,)."""
+    """A measured operation.
+
+    ``matmul`` (m, k, n): x[m,k] @ w[k,n]; ``conv`` / ``dwconv`` (batch, cin, cout, hw, kernel,
+    groups): stride 1, same padding; ``norm`` / ``pool`` (batch, channels, h, w); ``layernorm``
+    (rows, dim); ``attention`` (batch x heads, tokens, head dim); the others (numel,).
+    """
 
     kind: str
     shape: tuple[int, ...]
@@ -35,48 +43,62 @@ class Op:
         """(m, k, n) of the equivalent matrix product: output positions, reduction length, output channels."""
         if self.kind == "matmul":
             return self.shape  # type: ignore[return-value]
-        if self.kind == "conv":
+        if self.kind in ("conv", "dwconv"):
             b, cin, cout, hw, k, g = self.shape
             return b * hw * hw, cin // g * k * k, cout
-        return self.shape[0], 1, 1
+        return math.prod(self.shape), 1, 1
 
     @property
     def flops(self) -> float:
-        if self.kind in ("matmul", "conv"):
+        if self.kind in ("matmul", "conv", "dwconv"):
             m, k, n = self.gemm()
             return 2.0 * m * k * n
-        return (5.0 if self.kind == "gelu" else 1.0) * self.shape[0]
+        if self.kind == "attention":
+            bh, n, e = self.shape
+            scores = bh * n * n
+            return 2.0 * scores * 2 * e + 6.0 * scores  # the profiler's formula: Q.K^T and P.V, scale + softmax
+        per_element = {"gelu": 5, "norm": 4, "layernorm": 6, "pool": 4 / 4}.get(self.kind, 1)
+        return float(per_element * math.prod(self.shape))
 
     def bytes(self, dtype: str) -> float:
         e = ELEMENT_BYTES[dtype]
+        n = math.prod(self.shape)
         if self.kind == "matmul":
-            m, k, n = self.shape
-            return float(e * (m * k + k * n + m * n))
-        if self.kind == "conv":
+            m, k, nn = self.shape
+            return float(e * (m * k + k * nn + m * nn))
+        if self.kind in ("conv", "dwconv"):
             b, cin, cout, hw, k, g = self.shape
             return float(e * (b * cin * hw * hw + cout * cin // g * k * k + b * cout * hw * hw))
-        return float(e * 2 * self.shape[0])
+        if self.kind == "pool":
+            return float(e * n * 1.25)  # 2x2 windows: the output is a quarter of the input
+        if self.kind == "add":
+            return float(e * n * 3)
+        if self.kind == "attention":
+            return float(e * n * 4)  # q, k, v and the output
+        return float(e * n * 2)
+
+    def amount(self, dtype: str) -> float:
+        """What a pass kind's time is fitted against: FLOPs for attention, bytes for the others."""
+        return self.flops if self.kind == "attention" else self.bytes(dtype)
 
     @property
     def chains(self) -> bool:
-        """Whether its output can feed a copy of itself (so a chain of copies measures it without the
-        graph-boundary layout conversions a lone node pays)."""
-        if self.kind == "matmul":
-            return self.shape[1] == self.shape[2]
-        if self.kind == "conv":
-            return self.shape[1] == self.shape[2]
-        return False
+        """Whether graph runtimes time it as the slope of a chain of copies (see ``onnx_graph``).
+
+        Only convolutions and matrix products that keep their shape: a lone node pays layout
+        conversions at the graph's edges that a model pays once; elementwise chains would be fused.
+        """
+        return self.kind in ("matmul", "conv", "dwconv") and self.shape[1] == self.shape[2]
 
     def label(self) -> str:
         return f"{self.kind} " + "x".join(str(d) for d in self.shape)
 
 
-def _ops(matmuls, convs, elementwise, gelu) -> list[Op]:
-    return ([Op("matmul", s) for s in matmuls] + [Op("conv", s) for s in convs]
-            + [Op("elementwise", (n,)) for n in elementwise] + [Op("gelu", (n,)) for n in gelu])
+def _ops(matmuls, convs, passes) -> list[Op]:
+    return [Op("matmul", s) for s in matmuls] + [Op("conv", s) for s in convs] + [Op(k, s) for k, s in passes]
 
 
-# Shapes span the reduction length (9 .. 2304), the output channels (16 .. 1024) and the
+# Shapes span the reduction length (9 .. 4608), the output channels (16 .. 1024) and the
 # output positions (1 .. 4096) that small and ImageNet-size models have. Most keep their
 # shape (cin == cout, k == n) so that graph runtimes can time them inside a chain; the
 # few that do not are first layers (1 or 3 input channels), timed alone.
@@ -86,19 +108,29 @@ FULL_OPS = _ops(
     convs=[(1, 1, 32, 16, 3, 1), (1, 3, 32, 32, 3, 1), (16, 3, 32, 32, 3, 1), (1, 16, 16, 64, 3, 1),
            (1, 32, 32, 32, 3, 1), (1, 64, 64, 16, 3, 1), (8, 64, 64, 16, 3, 1), (1, 128, 128, 8, 3, 1),
            (32, 32, 32, 8, 3, 1), (1, 256, 256, 14, 3, 1), (1, 512, 512, 4, 3, 1), (1, 128, 128, 28, 1, 1),
-           (1, 512, 512, 7, 1, 1), (1, 96, 96, 28, 3, 96), (8, 32, 32, 32, 3, 32)],
-    elementwise=[1024, 16_384, 262_144, 2_097_152, 16_777_216],
-    gelu=[262_144],
+           (1, 512, 512, 7, 1, 1)],
+    passes=[("elementwise", (1024,)), ("elementwise", (16_384,)), ("elementwise", (262_144,)),
+            ("elementwise", (2_097_152,)), ("elementwise", (16_777_216,)),
+            ("norm", (1, 32, 16, 16)), ("norm", (8, 64, 32, 32)), ("norm", (32, 64, 64, 64)),
+            ("pool", (1, 32, 16, 16)), ("pool", (8, 64, 32, 32)), ("pool", (32, 64, 64, 64)),
+            ("add", (4096,)), ("add", (524_288,)), ("add", (4_194_304,)),
+            ("gelu", (4096,)), ("gelu", (262_144,)), ("layernorm", (16, 64)), ("layernorm", (2048, 256)),
+            ("dwconv", (1, 32, 32, 16, 3, 32)), ("dwconv", (1, 96, 96, 28, 3, 96)), ("dwconv", (8, 144, 144, 28, 3, 144)),
+            ("attention", (2, 16, 32)), ("attention", (32, 64, 32)), ("attention", (24, 128, 64))],
 )
 QUICK_OPS = _ops(
     matmuls=[(1, 8, 8), (1, 1024, 1024), (32, 256, 256), (128, 64, 64), (512, 512, 512)],
     convs=[(1, 1, 32, 16, 3, 1), (16, 3, 32, 32, 3, 1), (1, 64, 64, 16, 3, 1), (32, 32, 32, 8, 3, 1),
-           (1, 256, 256, 14, 3, 1), (1, 128, 128, 28, 1, 1), (1, 96, 96, 28, 3, 96)],
-    elementwise=[1024, 65_536, 1_048_576, 8_388_608],
-    gelu=[262_144],
+           (1, 256, 256, 14, 3, 1), (1, 128, 128, 28, 1, 1)],
+    passes=[("elementwise", (1024,)), ("elementwise", (65_536,)), ("elementwise", (1_048_576,)),
+            ("elementwise", (8_388_608,)), ("norm", (1, 32, 16, 16)), ("norm", (8, 64, 32, 32)),
+            ("pool", (1, 32, 16, 16)), ("pool", (8, 64, 32, 32)), ("add", (4096,)), ("add", (524_288,)),
+            ("gelu", (4096,)), ("gelu", (262_144,)), ("layernorm", (16, 64)), ("layernorm", (2048, 256)),
+            ("dwconv", (1, 32, 32, 16, 3, 32)), ("dwconv", (1, 96, 96, 28, 3, 96)),
+            ("attention", (2, 16, 32)), ("attention", (32, 64, 32))],
 )
-CHAIN_REPEAT = 3  # copies of a shape-keeping op in the graph that times it inside a chain
-CHAIN_LENGTH = 32  # tiny layers in the chain that measures per-layer overhead
+CHAIN_LENGTH = 30  # tiny layers in the chain that measures per-layer overhead
+CHAIN_REPEAT = 3  # copies of a shape-keeping GEMM in the graph that times it inside a chain
 
 
 # ---------------------------------------------------------------- timing
@@ -136,20 +168,39 @@ def torch_op(op: Op, dtype: str, device: str) -> Callable[[], object]:
     def rand(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=g).to(device=device, dtype=dt)
 
-    if op.kind == "matmul":
-        m, k, n = op.shape
+    kind, shape = op.kind, op.shape
+    if kind == "matmul":
+        m, k, n = shape
         x, w = rand(m, k), rand(n, k)
         fn: Callable[[], object] = lambda: F.linear(x, w)  # noqa: E731
-    elif op.kind == "conv":
-        b, cin, cout, hw, k, groups = op.shape
+    elif kind in ("conv", "dwconv"):
+        b, cin, cout, hw, k, groups = shape
         x, w = rand(b, cin, hw, hw), rand(cout, cin // groups, k, k)
         fn = lambda: F.conv2d(x, w, padding=k // 2, groups=groups)  # noqa: E731
-    elif op.kind == "elementwise":
-        x = rand(op.shape[0])
-        fn = lambda: torch.relu(x)  # noqa: E731
-    else:
-        x = rand(op.shape[0])
+    elif kind == "norm":
+        x, c = rand(*shape), shape[1]
+        mean, var, weight, bias = rand(c), rand(c).abs() + 1, rand(c), rand(c)
+        fn = lambda: F.batch_norm(x, mean, var, weight, bias, training=False)  # noqa: E731
+    elif kind == "pool":
+        x = rand(*shape)
+        fn = lambda: F.max_pool2d(x, 2)  # noqa: E731
+    elif kind == "add":
+        x, y = rand(*shape), rand(*shape)
+        fn = lambda: x + y  # noqa: E731
+    elif kind == "gelu":
+        x = rand(*shape)
         fn = lambda: F.gelu(x)  # noqa: E731
+    elif kind == "layernorm":
+        x, d = rand(*shape), shape[-1]
+        weight, bias = rand(d), rand(d)
+        fn = lambda: F.layer_norm(x, (d,), weight, bias)  # noqa: E731
+    elif kind == "attention":
+        bh, n, e = shape
+        q, k_, v = rand(1, bh, n, e), rand(1, bh, n, e), rand(1, bh, n, e)
+        fn = lambda: F.scaled_dot_product_attention(q, k_, v)  # noqa: E731
+    else:
+        x = rand(*shape)
+        fn = lambda: torch.relu(x)  # noqa: E731
     if device.startswith("cuda"):
         def run() -> None:
             with torch.inference_mode():
@@ -163,19 +214,30 @@ def torch_op(op: Op, dtype: str, device: str) -> Callable[[], object]:
     return run_cpu
 
 
-def torch_module_times(backend: str, threads: int | None, seconds: float, device: str) -> dict[str, float]:
-    """Time per call of a 1-layer and a ``CHAIN_LENGTH``-layer stack of tiny ``Linear`` through a runner."""
+def tiny_chain(n: int) -> torch.nn.Module:
+    """``n`` tiny layers of the kinds models are made of (conv, norm, activations, pooling, linear),
+    so that the chain runs through as many different code paths as a model does."""
     from torch import nn
 
+    pattern = [lambda: nn.Conv2d(4, 4, 3, padding=1, bias=False), lambda: nn.BatchNorm2d(4), nn.ReLU,
+               lambda: nn.Conv2d(4, 4, 1), nn.GELU, lambda: nn.MaxPool2d(3, stride=1, padding=1)]
+    torch.manual_seed(0)
+    return nn.Sequential(*[pattern[i % len(pattern)]() for i in range(n)]).eval()
+
+
+CHAIN_KINDS = ("conv", "norm", "elementwise", "conv", "gelu", "pool")  # what ``tiny_chain`` repeats
+CHAIN_INPUT = (1, 4, 4, 4)
+
+
+def torch_module_times(backend: str, threads: int | None, seconds: float) -> dict[str, float]:
+    """Seconds per call of a 1-layer and a ``CHAIN_LENGTH``-layer ``tiny_chain`` through a runner."""
     from trimnet.runtime import load_runner
 
     out = {}
     for n in (1, CHAIN_LENGTH):
-        torch.manual_seed(0)
-        model = nn.Sequential(*[nn.Linear(8, 8, bias=False) for _ in range(n)]).eval()
-        x = torch.randn(1, 8)
+        x = torch.randn(*CHAIN_INPUT)
         options = {"threads": threads} if threads and backend in ("torch", "torch-compile") else {}
-        runner = load_runner(backend, model, x, check=False, **options)
+        runner = load_runner(backend, tiny_chain(n), x, check=False, **options)
         try:
             xn = x.numpy()
             out[f"layers_{n}"] = time_call(lambda: runner.run(xn), seconds)
@@ -187,8 +249,8 @@ def torch_module_times(backend: str, threads: int | None, seconds: float, device
 # ---------------------------------------------------------------- ONNX backends
 
 def onnx_graph(op: Op | str, path: Path, repeat: int = 1) -> tuple[Path, tuple[int, ...]]:
-    """Write a small ONNX model running ``op`` ``repeat`` times in a chain (or ``"tiny"``: one Relu on 4
-    values; ``"chain"``: ``CHAIN_LENGTH`` 8x8 MatMuls); return its path and input shape."""
+    """Write a small ONNX model running ``op`` ``repeat`` times in a chain (or ``"tiny"``: one Relu
+    on 4 values); return its path and input shape."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -196,46 +258,67 @@ def onnx_graph(op: Op | str, path: Path, repeat: int = 1) -> tuple[Path, tuple[i
     inits: list = []
     nodes: list = []
 
-    def weight(name: str, *shape: int) -> str:
-        inits.append(numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name))
+    def const(name: str, value: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(value.astype(np.float32), name))
         return name
+
+    def weight(name: str, *shape: int) -> str:
+        return const(name, rng.standard_normal(shape))
+
+    def node(kind: str, inputs: list[str], out: str, **attrs) -> None:
+        nodes.append(helper.make_node(kind, inputs, [out], **attrs))
 
     if op == "tiny":
         shape: tuple[int, ...] = (1, 4)
-        nodes.append(helper.make_node("Relu", ["x"], ["y"]))
-    elif op == "chain":
-        shape = (1, 8)
-        prev = "x"
-        for i in range(CHAIN_LENGTH):
-            out = "y" if i == CHAIN_LENGTH - 1 else f"h{i}"
-            nodes.append(helper.make_node("MatMul", [prev, weight(f"w{i}", 8, 8)], [out]))
-            prev = out
-    elif op.kind in ("matmul", "conv"):
+        node("Relu", ["x"], "y")
+    else:
+        kind = op.kind
         if repeat > 1 and not op.chains:
-            raise ValueError(f"{op.label()} changes its shape and cannot be chained")
-        prev = "x"
-        for i in range(repeat):
-            out = "y" if i == repeat - 1 else f"h{i}"
-            if op.kind == "matmul":
-                m, k, n = op.shape
-                shape = (m, k)
-                nodes.append(helper.make_node("MatMul", [prev, weight(f"w{i}", k, n)], [out]))
-            else:
-                b, cin, cout, hw, k, groups = op.shape
-                shape = (b, cin, hw, hw)
-                nodes.append(helper.make_node("Conv", [prev, weight(f"w{i}", cout, cin // groups, k, k)], [out],
-                                              pads=[k // 2] * 4, group=groups, kernel_shape=[k, k]))
-            prev = out
-    elif op.kind == "elementwise":
-        shape = (1, op.shape[0])
-        nodes.append(helper.make_node("Relu", ["x"], ["y"]))
-    else:  # gelu as the exporter writes it: x * 0.5 * (1 + erf(x / sqrt(2)))
-        shape = (1, op.shape[0])
-        for name, value in (("c_sqrt2", math.sqrt(2.0)), ("c_one", 1.0), ("c_half", 0.5)):
-            inits.append(numpy_helper.from_array(np.array(value, dtype=np.float32), name))
-        nodes += [helper.make_node("Div", ["x", "c_sqrt2"], ["g0"]), helper.make_node("Erf", ["g0"], ["g1"]),
-                  helper.make_node("Add", ["g1", "c_one"], ["g2"]), helper.make_node("Mul", ["x", "g2"], ["g3"]),
-                  helper.make_node("Mul", ["g3", "c_half"], ["y"])]
+            raise ValueError(f"{op.label()} is not timed in a chain")
+        shape = tuple(op.shape)
+        if kind == "matmul":
+            shape = op.shape[:2]
+            prev = "x"
+            for i in range(repeat):
+                out = "y" if i == repeat - 1 else f"h{i}"
+                node("MatMul", [prev, weight(f"w{i}", op.shape[1], op.shape[2])], out)
+                prev = out
+        elif kind in ("conv", "dwconv"):
+            b, cin, cout, hw, k, groups = op.shape
+            shape = (b, cin, hw, hw)
+            prev = "x"
+            for i in range(repeat):
+                out = "y" if i == repeat - 1 else f"h{i}"
+                node("Conv", [prev, weight(f"w{i}", cout, cin // groups, k, k)], out, pads=[k // 2] * 4, group=groups,
+                     kernel_shape=[k, k])
+                prev = out
+        elif kind == "norm":
+            c = op.shape[1]
+            node("BatchNormalization", ["x", weight("s", c), weight("b", c), weight("m", c),
+                                        const("v", np.abs(rng.standard_normal(c)) + 1)], "y")
+        elif kind == "pool":
+            node("MaxPool", ["x"], "y", kernel_shape=[2, 2], strides=[2, 2])
+        elif kind == "add":
+            node("Add", ["x", weight("c", *op.shape)], "y")
+        elif kind == "gelu":  # as the exporter writes it: x * 0.5 * (1 + erf(x / sqrt(2)))
+            node("Div", ["x", const("c_sqrt2", np.array(math.sqrt(2.0)))], "g0")
+            node("Erf", ["g0"], "g1")
+            node("Add", ["g1", const("c_one", np.array(1.0))], "g2")
+            node("Mul", ["x", "g2"], "g3")
+            node("Mul", ["g3", const("c_half", np.array(0.5))], "y")
+        elif kind == "layernorm":
+            d = op.shape[-1]
+            node("LayerNormalization", ["x", weight("s", d), weight("b", d)], "y", axis=-1)
+        elif kind == "attention":  # softmax(q k^T / sqrt(e)) v, with q = k = v = x as in a self-attention core
+            bh, n, e = op.shape
+            shape = (1, bh, n, e)
+            node("Transpose", ["x"], "kt", perm=[0, 1, 3, 2])
+            node("MatMul", ["x", "kt"], "s0")
+            node("Mul", ["s0", const("scale", np.array(1.0 / math.sqrt(e)))], "s1")
+            node("Softmax", ["s1"], "p", axis=-1)
+            node("MatMul", ["p", "x"], "y")
+        else:
+            node("Relu", ["x"], "y")
     graph = helper.make_graph(nodes, "calibration", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="trimnet")

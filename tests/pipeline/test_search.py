@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+import trimnet as tn
+from trimnet.errors import ConfigError
+from trimnet.optimize.search import Candidate, OptimizeConfig, _mark, optimize
+from trimnet.report.plots import pareto_front
+
+
+def cand(name, acc, ms, original=False, accepted=True):
+    return Candidate(name=name, description=name, structure=name, precision="fp32", backend="x",
+                     val_accuracy=acc, latency_ms=ms, original=original, accepted=accepted)
+
+
+def test_winner_is_the_fastest_within_budget():
+    orig = cand("orig", 0.99, 1.0, original=True)
+    cs = [orig, cand("a", 0.99, 0.5), cand("b", 0.95, 0.1, accepted=False), cand("c", 0.985, 0.3)]
+    _mark(cs, orig, floor=0.985)
+    assert [c.name for c in cs if c.winner] == ["c"]
+    assert cs[2].verdict == "over the accuracy budget"
+
+
+def test_never_slower_than_the_original():
+    orig = cand("orig", 0.99, 1.0, original=True)
+    cs = [orig, cand("a", 0.99, 1.2)]
+    _mark(cs, orig, floor=0.98)
+    assert orig.winner and not cs[1].winner
+
+
+def test_pareto_front():
+    # (cost, accuracy): (1, .9) and (2, .95) and (3, .99) are on the front; (2.5, .94) is beaten by (2, .95)
+    pts = [(3, 0.99), (1, 0.9), (2.5, 0.94), (2, 0.95)]
+    assert [pts[i] for i in pareto_front(pts)] == [(1, 0.9), (2, 0.95), (3, 0.99)]
+
+
+def test_bad_config():
+    with pytest.raises(ConfigError, match="ratios"):
+        OptimizeConfig(ratios=[1.5]).validate()
+    with pytest.raises(ConfigError, match="precision"):
+        OptimizeConfig(precisions=["int3"]).validate()
+
+
+@pytest.mark.slow
+def test_search_on_a_small_mlp_and_its_cache(tmp_path, monkeypatch):
+    data = tn.load_dataset("breast_cancer")
+    torch.manual_seed(0)
+    model = tn.create_model("mlp", data.in_shape, data.num_classes, hidden=[256, 128])
+    tn.train(model, data, tn.TrainConfig(epochs=15, batch_size=32))
+    cfg = OptimizeConfig(target_backend="onnxruntime", criteria=["l1"], ratios=[0.5], finetune_epochs=3,
+                         precisions=["fp32"], bench_time_s=0.2, max_accuracy_drop=0.02)
+    first = optimize(model, data, cfg, out=tmp_path)
+    assert first.original.latency_ms > 0
+    assert first.best.latency_ms <= first.original.latency_ms  # never slower than the input
+    labels = {c.name for c in first.candidates}
+    assert {"original", "l1-0.5/fused/fp32@onnxruntime"} <= labels
+    pruned = next(c for c in first.candidates if c.structure == "l1-0.5")
+    assert pruned.params < first.original.params
+
+    import trimnet.optimize.prune as prune_pkg
+
+    def no_pruning(*a, **k):
+        raise AssertionError("a cached candidate was pruned again")
+
+    monkeypatch.setattr(prune_pkg, "prune", no_pruning)
+    again = optimize(model, data, cfg, out=tmp_path)
+    assert {c.name for c in again.candidates} == labels
