@@ -61,6 +61,15 @@ _API: dict[str, str] = {
     "fuse": "trimnet.optimize",
     "quantize": "trimnet.optimize",
     "QuantizeConfig": "trimnet.optimize",
+    "prune": "trimnet.optimize",
+    "PruneConfig": "trimnet.optimize",
+    "activation_stats": "trimnet.optimize",
+    "optimize": "trimnet.optimize",
+    "OptimizeConfig": "trimnet.optimize",
+    "OptimizeResult": "trimnet.optimize",
+    # the main job
+    "run_pipeline": "trimnet.pipeline",
+    "PipelineConfig": "trimnet.pipeline",
 }
 
 __all__ = ["__version__", *_API]
@@ -79,9 +88,10 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-# ``train`` and ``profile`` name both a subpackage and the function users call. Importing
+# ``train``, ``profile`` and ``optimize`` name both a subpackage and the function users call. Importing
 # a subpackage sets it as an attribute of this package, so bind the functions eagerly,
 # after the subpackages have loaded, and the function always wins.
+from trimnet.optimize import optimize  # noqa: E402
 from trimnet.profile import profile  # noqa: E402
 from trimnet.train import train  # noqa: E402
 

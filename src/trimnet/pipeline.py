@@ -239,8 +239,10 @@ def _summary(cfg, art, prof, result, hardware, hardware_note, train_time, backen
 
     best, orig = result.best, result.original
     winner_prof = profile(result.model, torch.zeros((1, *art.in_shape)))
-    orig_layers = {layer.name: layer.macs for layer in prof.layers if layer.macs}
-    new_layers = {layer.name: layer.macs for layer in winner_prof.layers if layer.macs}
+    # pair the MAC-carrying layers in order: fusion renumbers modules (a folded BatchNorm goes)
+    orig_layers = [(f"{layer.name} {layer.type}", layer.macs) for layer in prof.layers if layer.macs]
+    new_macs = [layer.macs for layer in winner_prof.layers if layer.macs]
+    new_macs += [0] * (len(orig_layers) - len(new_macs))
 
     def at(backend: str, model: str, batch: int, key: str):
         for r in backends_table:
@@ -284,7 +286,8 @@ def _summary(cfg, art, prof, result, hardware, hardware_note, train_time, backen
                    "speedup": result.speedup, "original": best.original},
         "summary_rows": rows,
         "candidates": [c.to_dict() for c in result.candidates],
-        "layers": [{"name": n, "macs_original": m, "macs_optimized": new_layers.get(n, 0)} for n, m in orig_layers.items()],
+        "layers": [{"name": n, "macs_original": m, "macs_optimized": new}
+                   for (n, m), new in zip(orig_layers, new_macs)],
         "activation": firing,
         "backends": backends_table,
         "hardware": hardware, "hardware_note": hardware_note, "train_time": train_time,

@@ -6,7 +6,7 @@ import pytest
 
 from trimnet.hardware.calibrate import Calibration, Series, describe_machine
 from trimnet.hardware.catalog import parse_catalog
-from trimnet.hardware.curves import Bandwidth, ComputeCurve, ElementwiseCurve
+from trimnet.hardware.curves import ComputeCurve, PassCurve, Rate
 from trimnet.profile import LayerProfile, Profile
 
 
@@ -65,9 +65,8 @@ def fake_training_profile() -> Profile:
 def flat_series(backend: str, dtype: str = "fp32") -> Series:
     """1e11 FLOP/s at any shape (halves ~0), 1e10 B/s at any size, 5 us per kernel, 20 us per call, 2 us per layer."""
     curve = ComputeCurve(t0=5e-6, peak=1e11, half_m=1e-9, half_k=1e-9, half_n=1e-9)
-    bw = Bandwidth((1.0, 1e9), (1e10, 1e10))
-    return Series(backend, dtype, call_s=20e-6, layer_s=2e-6, matmul=curve, conv=curve,
-                  elementwise=ElementwiseCurve(t0=5e-6, bandwidth=bw, vector_rate=1e10))
+    bw = PassCurve(t0=5e-6, rate=Rate((1.0, 1e9), (1e10, 1e10)))
+    return Series(backend, dtype, call_s=20e-6, layer_s=2e-6, matmul=curve, conv=curve, passes={"elementwise": bw})
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 
 from trimnet.errors import ConfigError
 from trimnet.hardware import estimate, roofline
-from trimnet.hardware.curves import Bandwidth, ComputeCurve, fit_compute, fit_elementwise
+from trimnet.hardware.curves import ComputeCurve, Rate, fit_compute, fit_pass
 
 
 def test_roofline_picks_the_larger_side():
@@ -96,7 +96,7 @@ def test_bad_device_lists_valid_ones(fake_profile, catalog):
 
 
 def test_fits_recover_known_curves():
-    bw = Bandwidth((1e3, 1e9), (1e11, 1e11))
+    bw = Rate((1e3, 1e9), (1e11, 1e11))
     truth = ComputeCurve(t0=4e-6, peak=2e11, half_m=4.0, half_k=16.0, half_n=8.0)
     shapes = [(m, k, n) for m in (1, 16, 256) for k in (9, 64, 512) for n in (16, 256)]
     flops = [2.0 * m * k * n for m, k, n in shapes]
@@ -104,5 +104,6 @@ def test_fits_recover_known_curves():
     fit = fit_compute(shapes, flops, [0.0] * len(shapes), seconds, bw)
     for f, s, t in zip(flops, shapes, seconds):
         assert fit.t0 + f / fit.rate(*s) == pytest.approx(t, rel=0.15)
-    ew = fit_elementwise([1e4, 1e6, 1e8], [1e-6 + 1e4 / 1e11, 1e-6 + 1e6 / 5e10, 1e-6 + 1e8 / 2e10], None)
-    assert ew.bandwidth(1e8) == pytest.approx(2e10, rel=0.02) and ew.bandwidth(1e6) == pytest.approx(5e10, rel=0.05)
+    ew = fit_pass([1e4, 1e6, 1e8], [1e-6 + 1e4 / 1e11, 1e-6 + 1e6 / 5e10, 1e-6 + 1e8 / 2e10])
+    assert ew.rate(1e8) == pytest.approx(2e10, rel=0.02) and ew.rate(1e6) == pytest.approx(5e10, rel=0.05)
+    assert ew.time(1e6) == pytest.approx(1e-6 + 1e6 / 5e10, rel=0.02)

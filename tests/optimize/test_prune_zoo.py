@@ -21,7 +21,7 @@ SMALL = {
     "resnet18": ((3, 8, 8), {"width": 0.25}),
     "resnet34": ((1, 8, 8), {"width": 0.25}),
     "resnet50": ((3, 8, 8), {"width": 0.125}),
-    "resnet20": ((3, 8, 8), {"width": 1.0}),
+    "resnet20": ((3, 8, 8), {"width": 0.5}),
     "resnet56": ((3, 8, 8), {"width": 0.5}),
     "vgg16": ((1, 8, 8), {"width": 0.125, "hidden": 32, "pool_size": 2}),
     "vgg16_bn": ((1, 8, 8), {"width": 0.125, "hidden": 32, "pool_size": 1}),

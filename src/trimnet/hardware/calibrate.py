@@ -24,19 +24,19 @@ import torch
 
 from trimnet.errors import ConfigError, TrimnetError
 from trimnet.hardware import measure
-from trimnet.hardware.curves import ComputeCurve, ElementwiseCurve, fit_compute, fit_elementwise
+from trimnet.hardware.curves import ComputeCurve, PassCurve, Rate, fit_compute, fit_pass
 
 log = logging.getLogger(__name__)
 CACHE_ENV = "TRIMNET_CACHE"
 SCHEMA = "trimnet.hardware.calibration"
-VERSION = 1
+VERSION = 2
 # machine-description keys that must match for a saved profile to be used
 MACHINE_KEYS = ("device", "cpu", "usable_cores", "threads", "gpu", "torch", "onnxruntime", "openvino")
 
 
 @dataclass
 class Series:
-    """One backend at one dtype: its overheads and fitted kernel curves."""
+    """One backend at one dtype: its overheads and fitted curves (see ``curves``)."""
 
     backend: str
     dtype: str
@@ -44,7 +44,7 @@ class Series:
     layer_s: float  # per executed layer beyond its kernel (module dispatch); 0 for graph runtimes
     matmul: ComputeCurve
     conv: ComputeCurve
-    elementwise: ElementwiseCurve
+    passes: dict[str, PassCurve]  # elementwise, norm, pool, add, gelu, layernorm, dwconv, attention
     precision: str | None = None  # what the runtime reported it ran
     borrowed: str | None = None  # where kernels were not measured on this backend, the series they come from
 
@@ -52,16 +52,22 @@ class Series:
     def key(self) -> str:
         return f"{self.backend}/{self.dtype}"
 
+    @property
+    def bandwidth(self) -> Rate:
+        """Bytes/s of a plain elementwise pass, by bytes moved: the memory side of the roofline."""
+        return self.passes["elementwise"].rate
+
     def to_dict(self) -> dict:
         return {"backend": self.backend, "dtype": self.dtype, "call_s": self.call_s, "layer_s": self.layer_s,
                 "matmul": self.matmul.to_dict(), "conv": self.conv.to_dict(),
-                "elementwise": self.elementwise.to_dict(), "precision": self.precision, "borrowed": self.borrowed}
+                "passes": {k: v.to_dict() for k, v in self.passes.items()}, "precision": self.precision,
+                "borrowed": self.borrowed}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Series":
         return cls(d["backend"], d["dtype"], float(d["call_s"]), float(d["layer_s"]),
                    ComputeCurve.from_dict(d["matmul"]), ComputeCurve.from_dict(d["conv"]),
-                   ElementwiseCurve.from_dict(d["elementwise"]), d.get("precision"), d.get("borrowed"))
+                   {k: PassCurve.from_dict(v) for k, v in d["passes"].items()}, d.get("precision"), d.get("borrowed"))
 
 
 @dataclass
@@ -95,7 +101,7 @@ class Calibration:
     def bandwidth(self) -> float:
         """Main-memory bandwidth (read + write bytes/s) of PyTorch's largest elementwise pass."""
         first = self.series.get("torch/fp32") or self.series.get("torch-cuda/fp32") or next(iter(self.series.values()))
-        return first.elementwise.bandwidth.dram
+        return first.bandwidth.largest
 
     def to_dict(self) -> dict:
         return {"kind": SCHEMA, "version": VERSION, "device": self.device, "machine": self.machine,
@@ -251,10 +257,8 @@ def _plan(device: str, quick: bool, backends: Sequence[str] | None) -> list[tupl
     else:
         plan = [("torch", "fp32", {}), ("torch", "bf16", {}), ("onnxruntime", "fp32", {}),
                 ("openvino", "fp32", {"precision": "f32"}), ("openvino", "bf16", {"precision": "bf16"})]
-        if not quick:
-            plan.append(("torch-compile", "fp32", {}))
     if backends is not None:
-        known = sorted({b for b, _, _ in plan} | {"torch-compile"} if device == "cpu" else {b for b, _, _ in plan})
+        known = sorted({b for b, _, _ in plan} | ({"torch-compile"} if device == "cpu" else set()))
         unknown = [b for b in backends if b not in known]
         if unknown:
             raise ConfigError(f"cannot calibrate backend(s) {', '.join(unknown)} on {device}; choose from: "
@@ -276,54 +280,71 @@ def _calibrate_series(backend: str, dtype: str, options: dict, ops: list[measure
     log.info("calibrating %s/%s", backend, dtype)
     if backend == "torch-compile":
         return _compile_series(threads, seconds, cal), []
-    torch_device = "cuda" if backend == "torch-cuda" else "cpu"
     precision = None
     if backend in ("torch", "torch-cuda"):
         if dtype == "bf16" and device == "cpu" and not _native_bf16(cal.machine):
             ops = measure.QUICK_OPS  # emulated bf16 is slow: the short list is enough to show it
-        calls = [measure.torch_op(op, dtype, torch_device) for op in ops]
+        calls = [measure.torch_op(op, dtype, "cuda" if backend == "torch-cuda" else "cpu") for op in ops]
         times = _rounds(calls, seconds, rounds)
-        base = cal.series.get(f"{backend}/fp32")
-        if base is None:
-            module = measure.torch_module_times(backend, threads, seconds * 2, device)
-            tiny = times[0]  # ops[0] is the tiny 1x8x8 matmul
-            call_s = max(module["layers_1"] - tiny, 0.0)
-            layer_s = max((module[f"layers_{measure.CHAIN_LENGTH}"] - module["layers_1"])
-                          / (measure.CHAIN_LENGTH - 1) - tiny, 0.0)
-        else:
-            call_s, layer_s = base.call_s, base.layer_s
     else:
         opts = {**options, "threads": threads}
         tiny, precision = measure.onnx_time(backend, opts, "tiny", tmp, seconds * 2)
         if backend == "openvino" and dtype == "bf16" and precision != "bf16":
             cal.skipped[f"{backend}/{dtype}"] = f"this CPU runs OpenVINO at {precision}, not bf16"
             return None, []
-        # a shape-keeping op is timed as the slope of a chain of copies, which leaves out the layout
-        # conversions a lone node pays at the graph's input and output (a model pays them once);
-        # the others (first layers) are timed alone, minus the call overhead
-        repeat = measure.CHAIN_REPEAT
-        graphs = [(op, 1) for op in ops] + [(op, repeat) for op in ops if op.chains]
-        runners = []
-        try:
-            for op, n in graphs:
-                runners.append(measure.onnx_runner(backend, opts, op, tmp, n))
-            raw = dict(zip(graphs, _rounds([(lambda r=r, x=x: r.run(x)) for r, x in runners], seconds, rounds)))
-        finally:
-            for r, _ in runners:
-                r.close()
-        call_s, layer_s = tiny, 0.0
-        times = []
-        for op in ops:
-            alone = raw[(op, 1)]
-            own = (raw[(op, repeat)] - alone) / (repeat - 1) if op.chains else alone - tiny
-            times.append(max(own, 0.02 * alone))
+        times = _onnx_times(backend, opts, ops, tmp, seconds, rounds, tiny)
     points = [{"series": f"{backend}/{dtype}", "op": op.kind, "shape": list(op.shape), "gemm": list(op.gemm()),
-               "flops": op.flops, "bytes": op.bytes(dtype), "seconds": t} for op, t in zip(ops, times)]
-    return _fit(backend, dtype, call_s, layer_s, points, precision), points
+               "flops": op.flops, "bytes": op.bytes(dtype), "amount": op.amount(dtype), "seconds": t}
+              for op, t in zip(ops, times)]
+    series = _fit(backend, dtype, points, precision)
+    if backend in ("torch", "torch-cuda"):
+        base = cal.series.get(f"{backend}/fp32")
+        if base is not None:
+            series.call_s, series.layer_s = base.call_s, base.layer_s
+        else:
+            series.call_s, series.layer_s = _module_overheads(backend, threads, seconds, series)
+    else:
+        series.call_s = tiny
+    return series, points
+
+
+def _onnx_times(backend: str, opts: dict, ops: list[measure.Op], tmp: Path, seconds: float, rounds: int,
+                tiny: float) -> list[float]:
+    """Each op's own time on a graph runtime.
+
+    A shape-keeping convolution or matmul is timed as the slope of a chain of copies, which leaves
+    out the layout conversions a lone node pays at the graph's input and output (a model pays them
+    once); the others are timed alone, less the call overhead of a one-node graph (``tiny``).
+    """
+    repeat = measure.CHAIN_REPEAT
+    graphs = [(op, 1) for op in ops] + [(op, repeat) for op in ops if op.chains]
+    runners = []
+    try:
+        for op, n in graphs:
+            runners.append(measure.onnx_runner(backend, opts, op, tmp, n))
+        raw = dict(zip(graphs, _rounds([(lambda r=r, x=x: r.run(x)) for r, x in runners], seconds, rounds)))
+    finally:
+        for r, _ in runners:
+            r.close()
+    times = []
+    for op in ops:
+        alone = raw[(op, 1)]
+        own = (raw[(op, repeat)] - alone) / (repeat - 1) if op.chains else alone - tiny
+        times.append(max(own, 0.02 * alone))
+    return times
+
+
+def _module_overheads(backend: str, threads: int, seconds: float, series: Series) -> tuple[float, float]:
+    """(per call, per layer) of PyTorch modules: a chain of varied tiny layers, less their kernels' own time."""
+    module = measure.torch_module_times(backend, threads, seconds * 2)
+    kernels = [series.conv.t0 if kind == "conv" else series.passes[kind].t0 for kind in measure.CHAIN_KINDS]
+    per_layer = (module[f"layers_{measure.CHAIN_LENGTH}"] - module["layers_1"]) / (measure.CHAIN_LENGTH - 1)
+    call = module["layers_1"] - kernels[0]
+    return max(call, 0.0), max(per_layer - sum(kernels) / len(kernels), 0.0)
 
 
 def _native_bf16(machine: dict) -> bool:
-    return bool({"avx512_bf16", "amx_bf16"} & set(machine.get("flags") or ())) or machine.get("cpu", "").startswith("arm")
+    return bool({"avx512_bf16", "amx_bf16"} & set(machine.get("flags") or ()))
 
 
 def _rounds(calls: list, seconds: float, rounds: int) -> list[float]:
@@ -335,20 +356,22 @@ def _rounds(calls: list, seconds: float, rounds: int) -> list[float]:
     return best
 
 
-def _fit(backend: str, dtype: str, call_s: float, layer_s: float, points: list[dict],
-         precision: str | None) -> Series:
+def _fit(backend: str, dtype: str, points: list[dict], precision: str | None) -> Series:
     def of(kind: str) -> list[dict]:
         return [p for p in points if p["op"] == kind]
 
-    elem, gelu = of("elementwise"), of("gelu")
-    ew = fit_elementwise([p["bytes"] for p in elem], [p["seconds"] for p in elem],
-                         (gelu[0]["flops"], gelu[0]["bytes"], gelu[0]["seconds"]) if gelu else None)
+    passes = {}
+    for kind in measure.PASS_KINDS:
+        pts = of(kind)
+        if pts:
+            passes[kind] = fit_pass([p["amount"] for p in pts], [p["seconds"] for p in pts],
+                                    "flops" if kind == "attention" else "bytes")
     curves = {}
-    for kind in ("matmul", "conv"):
+    for kind in measure.GEMM_KINDS:
         pts = of(kind)
         curves[kind] = fit_compute([tuple(p["gemm"]) for p in pts], [p["flops"] for p in pts],
-                                   [p["bytes"] for p in pts], [p["seconds"] for p in pts], ew.bandwidth)
-    return Series(backend, dtype, call_s, layer_s, curves["matmul"], curves["conv"], ew, precision)
+                                   [p["bytes"] for p in pts], [p["seconds"] for p in pts], passes["elementwise"].rate)
+    return Series(backend, dtype, 0.0, 0.0, curves["matmul"], curves["conv"], passes, precision)
 
 
 def _compile_series(threads: int, seconds: float, cal: Calibration) -> Series | None:
@@ -357,12 +380,9 @@ def _compile_series(threads: int, seconds: float, cal: Calibration) -> Series | 
     if base is None:
         cal.skipped["torch-compile"] = "needs the torch/fp32 calibration for its kernels"
         return None
-    module = measure.torch_module_times("torch-compile", threads, seconds * 2, "cpu")
-    tiny = base.matmul.t0
-    call_s = max(module["layers_1"] - tiny, 0.0)
-    layer_s = max((module[f"layers_{measure.CHAIN_LENGTH}"] - module["layers_1"]) / (measure.CHAIN_LENGTH - 1)
-                  - tiny, 0.0)
-    return Series("torch-compile", "fp32", call_s, layer_s, base.matmul, base.conv, base.elementwise,
+    module = measure.torch_module_times("torch-compile", threads, seconds * 2)
+    call_s = max(module["layers_1"] - base.conv.t0, 0.0)
+    return Series("torch-compile", "fp32", call_s, 0.0, base.matmul, base.conv, base.passes,
                   precision="f32", borrowed="torch/fp32")
 
 
@@ -373,7 +393,6 @@ def summary(cal: Calibration) -> list[dict[str, Any]]:
         rows.append({"series": key, "call_us": s.call_s * 1e6, "layer_us": s.layer_s * 1e6,
                      "matmul_peak_gflops": s.matmul.peak / 1e9, "matmul_fit_error": s.matmul.error,
                      "conv_peak_gflops": s.conv.peak / 1e9, "conv_fit_error": s.conv.error,
-                     "dram_gbs": s.elementwise.bandwidth.dram / 1e9,
-                     "cache_gbs": max(s.elementwise.bandwidth.rates) / 1e9,
+                     "dram_gbs": s.bandwidth.largest / 1e9, "cache_gbs": max(s.bandwidth.rates) / 1e9,
                      "borrowed": s.borrowed})
     return rows

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from trimnet.errors import ConfigError
 from trimnet.hardware.accuracy import predictor_error
 from trimnet.hardware.catalog import BYTES_PER_ELEMENT, Device, check_precision, get_device, load_catalog
-from trimnet.hardware.roofline import LayerTime, LayerWork, fused, layer_work
+from trimnet.hardware.roofline import MATRIX_ROLES, LayerTime, LayerWork, fused, layer_work
 
 LOCAL_BACKENDS = ("torch", "torch-compile", "onnxruntime", "openvino")
 _DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "int8": "int8", "float64": "fp32"}
@@ -178,7 +178,7 @@ def _catalog(profile, dev: Device, precision: str | None, batch: int, scale: flo
     bandwidth = dev.bandwidth * mu
     layers = []
     for w in _works(profile, scale, byte_scale):
-        rate = (peak if w.is_compute else vector_peak) * cu
+        rate = (peak if w.role in MATRIX_ROLES else vector_peak) * cu
         layers.append(LayerTime(w.name, w.type, w.role, w.flops, w.bytes, w.flops / rate if w.flops else 0.0,
                                 w.bytes / bandwidth if w.bytes else 0.0,
                                 dev.overhead_s * w.calls if w.role != "free" else 0.0, fused(w, runtime)))
@@ -211,30 +211,14 @@ def _local(profile, device: str, precision: str | None, batch: int, scale: float
     series = cal.get(name, precision)
     error = predictor_error(cal.machine) if error is None else error
     byte_scale = _byte_scale(profile, precision) if precision in BYTES_PER_ELEMENT else 1.0
-    ew = series.elementwise
-    layers = []
-    for w in _works(profile, scale, byte_scale):
-        is_fused = fused(w, name)
-        overhead = series.layer_s * w.calls
-        if w.is_compute:
-            curve = series.conv if w.role == "conv" else series.matmul
-            compute = w.flops / curve.rate(w.m, w.k, w.n)
-            overhead += curve.t0 * w.calls
-        elif w.role == "free":
-            compute = 0.0
-        else:
-            compute = w.flops / ew.vector_rate if w.flops else 0.0
-            overhead += ew.t0 * w.calls
-        per_call = w.bytes / w.calls
-        memory = w.bytes / ew.bandwidth(per_call) if w.bytes and w.role != "free" else 0.0
-        layers.append(LayerTime(w.name, w.type, w.role, w.flops, w.bytes, compute, memory, overhead, is_fused))
+    layers = [_local_layer(w, series, name) for w in _works(profile, scale, byte_scale)]
     latency = series.call_s + sum(layer.time_s for layer in layers)
     peak = max(series.matmul.peak, series.conv.peak)
     assumptions = {
         "source": "calibration", "calibration": cal.path, "calibrated": cal.created, "quick": cal.quick,
         "machine": cal.machine.get("cpu") if not cuda else cal.machine.get("gpu"), "threads": cal.machine.get("threads"),
         "backend": name, "precision": precision, "peak_flops": peak,
-        "bandwidth": ew.bandwidth.dram, "call_overhead_s": series.call_s, "overhead_per_layer_s": series.layer_s,
+        "bandwidth": series.bandwidth.largest, "call_overhead_s": series.call_s, "overhead_per_layer_s": series.layer_s,
         "fused_roles": sorted(_fused_roles(name)),
         "utilization": "measured: each layer runs at the FLOP/s calibrated for its kernel shape",
         **({"kernels_from": series.borrowed} if series.borrowed else {}),
@@ -245,6 +229,33 @@ def _local(profile, device: str, precision: str | None, batch: int, scale: float
     return Estimate(profile.model, cal.name, cal.machine.get("cpu") or "this machine", precision, batch, name,
                     latency, profile.flops * scale, peak, layers, series.call_s,
                     _memory(profile, scale, byte_scale, cal.machine.get("memory_bytes")), assumptions, error, notes)
+
+
+# the calibrated pass each layer role is timed by
+PASS_OF_ROLE = {"dwconv": "dwconv", "attention": "attention", "norm": "norm", "layernorm": "layernorm",
+                "simple_activation": "elementwise", "activation": "gelu", "add": "add", "pool": "pool",
+                "elementwise": "elementwise"}
+
+
+def _local_layer(w: LayerWork, series, runtime: str) -> LayerTime:
+    """One layer on the calibrated machine: its kernel's fitted time plus the backend's per-layer overhead."""
+    overhead = series.layer_s * w.calls
+    compute = memory = 0.0
+    if w.is_gemm:
+        curve = series.conv if w.role == "conv" else series.matmul
+        compute = w.flops / curve.rate(w.m, w.k, w.n)
+        memory = w.bytes / series.bandwidth(w.bytes / w.calls) if w.bytes else 0.0
+        overhead += curve.t0 * w.calls
+    elif w.role != "free":
+        curve = series.passes.get(PASS_OF_ROLE[w.role]) or series.passes["elementwise"]
+        amount = (w.flops if curve.unit == "flops" else w.bytes) / w.calls
+        seconds = (amount / curve.rate(amount) if amount else 0.0) * w.calls
+        if curve.unit == "flops":
+            compute = seconds
+        else:
+            memory = seconds
+        overhead += curve.t0 * w.calls
+    return LayerTime(w.name, w.type, w.role, w.flops, w.bytes, compute, memory, overhead, fused(w, runtime))
 
 
 def _fused_roles(runtime: str) -> frozenset[str]:

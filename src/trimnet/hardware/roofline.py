@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from trimnet.profile import LayerProfile
 
 NORMS = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm")
+LAYER_NORMS = ("LayerNorm", "GroupNorm", "RMSNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d")
+MATRIX_ROLES = ("conv", "matmul", "attention")  # run on matrix engines (tensor cores, AMX) where there are any
 SIMPLE_ACTIVATIONS = frozenset({"ReLU", "ReLU6", "Hardtanh", "LeakyReLU"})
 ACTIVATIONS = SIMPLE_ACTIVATIONS | {"SiLU", "Sigmoid", "Hardswish", "Hardsigmoid", "Tanh", "ELU", "GELU", "Mish"}
 FREE = frozenset({"Flatten", "Unflatten", "Identity", "Dropout", "Dropout1d", "Dropout2d"})
@@ -40,7 +42,8 @@ class LayerWork:
 
     name: str
     type: str
-    role: str  # conv, matmul, norm, activation, simple_activation, add, pool, elementwise, free
+    role: str  # conv, dwconv, matmul, attention, norm, layernorm, activation, simple_activation, add, pool,
+    # elementwise, free
     flops: float
     bytes: float
     calls: int = 1
@@ -49,7 +52,8 @@ class LayerWork:
     n: float = 0.0  # output channels
 
     @property
-    def is_compute(self) -> bool:
+    def is_gemm(self) -> bool:
+        """A convolution or matrix product timed by a GEMM efficiency curve."""
         return self.role in ("conv", "matmul")
 
 
@@ -95,9 +99,21 @@ def roofline(flops: float, nbytes: float, compute_rate: float, bandwidth: float,
 
 def role_of(layer: "LayerProfile") -> str:
     if layer.macs > 0:
-        return "conv" if "Conv" in layer.type else "matmul"
+        if "Attention" in layer.type:
+            return "attention"
+        if "Conv" not in layer.type:
+            return "matmul"
+        out = math.prod(layer.output_shape) if layer.output_shape else 0
+        # depthwise: a short reduction (one input channel per group: k = kernel area) over an input
+        # about as large as the output; a 1- or 3-channel first layer has a short reduction too,
+        # but an input much smaller than its output
+        if out and layer.macs / (out * max(layer.calls, 1)) <= 49 and layer.input_bytes >= 0.5 * layer.output_bytes:
+            return "dwconv"
+        return "conv"
     if layer.type in NORMS:
         return "norm"
+    if layer.type in LAYER_NORMS:
+        return "layernorm"
     if layer.type in SIMPLE_ACTIVATIONS:
         return "simple_activation"
     if layer.type in ACTIVATIONS:
@@ -118,7 +134,7 @@ def layer_work(layer: "LayerProfile", scale: float = 1.0, byte_scale: float = 1.
     flops = layer.flops * scale
     nbytes = (layer.weight_bytes + layer.activation_bytes * scale) * byte_scale
     m = k = n = 0.0
-    if role in ("conv", "matmul"):
+    if role in ("conv", "matmul", "dwconv", "attention"):
         shape = layer.output_shape or ()
         out = math.prod(shape) * scale if shape else 0.0
         n = float(shape[1] if role == "conv" and len(shape) > 1 else shape[-1] if shape else 1)
