@@ -17,9 +17,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 venv: $(VENV)/.installed
 
-## The main job on the bundled default.
+## The main job on the bundled default: train the digits CNN, trim it, prove it, report.
 run: venv
-	$(BIN)/trimnet train -c configs/digits-cnn.yaml --overwrite
+	$(BIN)/trimnet run
 
 ## The test suite.
 test: venv

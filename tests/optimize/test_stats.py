@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import pytest
 import torch
@@ -29,6 +30,7 @@ def test_planted_dead_channels_are_never_active_with_apoz_one():
     model = small_cnn()
     with torch.no_grad():
         model[1].bias[[2, 5]] = -100.0  # post-ReLU zero whatever the input
+        model[5].bias.fill_(10.0)  # the other neurons always fire
         model[5].bias[4] = -100.0
     x = torch.randn(40, 1, 8, 8)
     stats = activation_stats(model, x, batch_size=16)
@@ -131,7 +133,7 @@ def cli(argv: list[str]) -> int:
         args.overrides = split_overrides(extra)
         return int(args.func(args) or 0)
     except TrimnetError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
 
 
@@ -159,4 +161,5 @@ def test_stats_command_prints_a_table_and_json(run_dir, capsys):
 
 def test_stats_command_on_a_missing_run_exits_2(tmp_path, capsys):
     assert cli(["stats", str(tmp_path / "nope")]) == 2
-    assert "not a directory" in capsys.readouterr().out + capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "not a directory" in captured.out + captured.err
