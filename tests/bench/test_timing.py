@@ -3,52 +3,60 @@ its bounds, and statistics keep outliers."""
 
 from __future__ import annotations
 
-import time
+from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from trimnet.bench import BenchConfig
+from trimnet.bench import timing
 from trimnet.bench.timing import Stats, measure, measure_pairs, warm_up
 from trimnet.errors import ConfigError
 
 
-def sleeper(durations):
-    """A function whose n-th call takes durations[n] seconds (the last one repeats)."""
-    calls = iter(durations)
-    last = [durations[-1]]
+@pytest.fixture
+def scripted(monkeypatch):
+    """A clock that only moves when the measured function runs: its n-th call takes
+    durations[n] seconds (the last repeats). Deterministic on any machine, however busy."""
 
-    def fn():
-        last[0] = next(calls, last[0])
-        end = time.perf_counter() + last[0]
-        while time.perf_counter() < end:
-            pass
+    def make(durations):
+        now = [0]
+        calls = iter(durations)
+        last = [durations[-1]]
+        monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter_ns=lambda: now[0]))
 
-    return fn
+        def fn():
+            last[0] = next(calls, last[0])
+            now[0] += int(last[0] * 1e9)
+
+        return fn
+
+    return make
 
 
-def test_warm_up_stops_once_two_windows_agree():
+def test_warm_up_stops_once_two_windows_agree(scripted):
     # a cold start that speeds up over eight calls, then steady: the median of the earlier
     # window settles only once three of its five calls are steady ones, at call 16
-    fn = sleeper([0.008, 0.006, 0.004, 0.003, 0.002, 0.0015, 0.001, 0.0007, 0.0005])
+    fn = scripted([0.008, 0.006, 0.004, 0.003, 0.002, 0.0015, 0.001, 0.0007, 0.0005])
     w = warm_up(fn, BenchConfig(warmup_window=5, warmup_tolerance=0.2, warmup_max_s=5))
-    assert w.stable and 14 <= w.runs < 200
-    assert w.change is not None and w.change < 0.2
+    assert w.stable and w.runs == 16 and w.change == 0.0
 
 
-def test_warm_up_is_bounded_and_says_it_did_not_settle():
-    durations = list(0.0005 * 1.1 ** np.arange(200))  # 10 % slower every call: never stable
-    w = warm_up(sleeper(durations), BenchConfig(warmup_window=5, warmup_tolerance=0.05, warmup_max_s=0.1))
-    assert not w.stable and 0.1 <= w.seconds < 0.5
+def test_warm_up_is_bounded_and_says_it_did_not_settle(scripted):
+    fn = scripted([0.0005 * 1.1 ** n for n in range(200)])  # 10 % slower every call: never stable
+    w = warm_up(fn, BenchConfig(warmup_window=5, warmup_tolerance=0.05, warmup_max_s=0.1))
+    assert not w.stable and 0.1 <= w.seconds < 0.2
 
 
-def test_measure_honours_min_iters_min_time_and_max_iters():
-    quick = BenchConfig(min_iters=20, min_time_s=0.0, max_iters=20)
-    assert len(measure(lambda: None, quick)) == 20
-    timed = measure(sleeper([0.001]), BenchConfig(min_iters=1, min_time_s=0.05, max_time_s=1))
-    assert sum(timed) / 1e9 >= 0.045 and len(timed) < 100
-    capped = measure(sleeper([0.01]), BenchConfig(min_iters=1000, min_time_s=0.0, max_time_s=0.05, max_iters=1000))
-    assert len(capped) < 20  # max_time_s ends it before min_iters
+def test_slow_models_get_smaller_windows(scripted):
+    w = warm_up(scripted([1.0]), BenchConfig(warmup_window=5, warmup_max_s=8))
+    assert w.stable and w.window == 2 and w.runs == 4  # two windows of two fit in half the budget
+
+
+def test_measure_honours_min_iters_min_time_and_max_iters(scripted):
+    assert len(measure(scripted([0.0]), BenchConfig(min_iters=20, min_time_s=0.0, max_iters=20))) == 20
+    assert len(measure(scripted([0.001]), BenchConfig(min_iters=1, min_time_s=0.05, max_time_s=1))) == 50
+    capped = measure(scripted([0.01]), BenchConfig(min_iters=1000, min_time_s=0.0, max_time_s=0.05, max_iters=1000))
+    assert len(capped) == 5  # max_time_s ends it before min_iters
 
 
 def test_statistics_keep_outliers():
@@ -59,11 +67,14 @@ def test_statistics_keep_outliers():
     assert s.iterations == 100
 
 
-def test_pairs_are_interleaved():
+def test_pairs_are_interleaved_and_take_turns_going_first(scripted):
     order = []
     a, b = measure_pairs(lambda: order.append("a"), lambda: order.append("b"),
                          BenchConfig(min_iters=5, max_iters=5, min_time_s=0))
-    assert len(a) == len(b) == 5 and order == ["a", "b"] * 5
+    assert len(a) == len(b) == 5 and order == ["a", "b", "b", "a", "a", "b", "b", "a", "a", "b"]
+    tick = scripted([0.002])
+    slow_a, fast_b = measure_pairs(tick, lambda: None, BenchConfig(min_iters=4, max_iters=4, min_time_s=0))
+    assert slow_a == [2_000_000] * 4 and fast_b == [0] * 4  # each time lands on its own side
 
 
 def test_loop_overhead_is_small():

@@ -1,8 +1,10 @@
-"""``compare``: two models or two backends measured interleaved, A B A B ..., on the same inputs.
+"""``compare``: two models or two backends measured interleaved, in pairs, on the same inputs.
 
 Load on a shared machine drifts over seconds; two measurements taken back to back see
 the same load, so the ratio within each pair cancels most of it. The result is the median
-of the per-pair ratios (B's latency over A's), with its interquartile range.
+of the per-pair ratios (B's latency over A's), with its interquartile range. Within a pair
+the order alternates (A B, B A, ...) so neither side always runs second, after the other
+warmed caches and worker threads.
 """
 
 from __future__ import annotations

@@ -102,20 +102,30 @@ def measure(fn: Fn, cfg: BenchConfig) -> list[int]:
 
 
 def measure_pairs(fn_a: Fn, fn_b: Fn, cfg: BenchConfig) -> tuple[list[int], list[int]]:
-    """Interleaved A B A B ... timing: pair i is (A_i, B_i), taken back to back."""
+    """Interleaved timing: pair i is (A_i, B_i), taken back to back.
+
+    The order within a pair alternates (A B, B A, A B, ...): whichever call goes second finds
+    caches and a runtime's worker threads warm from the first, and neither side should
+    always get that.
+    """
     clock = time.perf_counter_ns
     a: list[int] = []
     b: list[int] = []
     min_ns, max_ns = cfg.min_time_s * 1e9, cfg.max_time_s * 1e9
     start = clock()
     while True:
+        first, second = (fn_a, fn_b) if len(a) % 2 == 0 else (fn_b, fn_a)
         t0 = clock()
-        fn_a()
+        first()
         t1 = clock()
-        fn_b()
+        second()
         t2 = clock()
-        a.append(t1 - t0)
-        b.append(t2 - t1)
+        if len(a) % 2 == 0:
+            a.append(t1 - t0)
+            b.append(t2 - t1)
+        else:
+            b.append(t1 - t0)
+            a.append(t2 - t1)
         n, elapsed = len(a), t2 - start
         if (n >= cfg.min_iters and elapsed >= min_ns) or n >= cfg.max_iters or elapsed >= max_ns:
             return a, b

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         from trimnet.train.evaluate import dataset_of
 
         data = dataset_of(art)
-    result = fuse(art, passes, inputs=data.x_test if data is not None else None)
+    result = fuse(art, passes, inputs=data.x_test[:64] if data is not None else None)
     report: dict = {"run": str(art.path), "out": str(out), **result.record.to_dict()}
     if data is not None:
         before = tn.evaluate(art.model, data).accuracy

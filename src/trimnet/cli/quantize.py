@@ -20,6 +20,8 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--calibration", type=int, default=300, metavar="N", help="training samples that calibrate INT8 "
                                                                             "(default 300)")
     p.add_argument("--per-tensor", action="store_true", help="one INT8 scale per weight tensor instead of per channel")
+    p.add_argument("--fast-bias-correction", action="store_true",
+                   help="openvino int8: NNCF's fast bias correction (about 2x quicker on big models, a little less accurate)")
     p.add_argument("--max-accuracy-drop", type=float, metavar="F",
                    help="reject (exit 2, nothing written) a result losing more test accuracy than F (0.005 = 0.5 points)")
     p.add_argument("--batch-sizes", default="1,64", help="batch sizes to time fp32 and the result at (default 1,64)")
@@ -52,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.run_dir:
         raise ConfigError("pass the run directory to quantize, e.g. trimnet quantize runs/digits-cnn --precision int8")
     cfg = QuantizeConfig(precision=args.precision, backend=args.backend, calibration=args.calibration,
-                         per_channel=not args.per_tensor, max_accuracy_drop=args.max_accuracy_drop,
+                         per_channel=not args.per_tensor, fast_bias_correction=args.fast_bias_correction,
+                         max_accuracy_drop=args.max_accuracy_drop,
                          fuse=not args.no_fuse, batch_sizes=tuple(parse_batches(args.batch_sizes)),
                          keep_slower=args.keep_slower, bench_time_s=args.bench_time, threads=args.threads).validate()
     art = tn.load_artifact(args.run_dir)

@@ -160,13 +160,13 @@ class Recorder:
             owner = self.node_owner.get(node, "") if node is not None else ""
         else:
             owner = self.current()
-        packet = func._overloadpacket
-        name = str(packet)
+        name = str(func._overloadpacket)  # "aten.convolution"
+        aten = formulas.aten_name(func)
         counted = formulas.count(func, args, kwargs, out)
         if counted is None:
             self.uncounted[name] += 1
             counted = (0, 0)
-        if packet in formulas.DATA_DEPENDENT:
+        if aten in formulas.DATA_DEPENDENT:
             self.data_dependent.append((name, owner))
         macs, flops = counted
         mod = self.per_module.setdefault(owner, Tally())
@@ -180,7 +180,7 @@ class Recorder:
                 t.macs += macs
                 t.flops += flops
         op.calls += not backward
-        if func.is_view or packet in formulas.VIEW_LIKE:
+        if func.is_view or aten in formulas.VIEW_LIKE:
             return
         read, written = self._trace(args, kwargs, out)
         if not backward:
@@ -244,9 +244,7 @@ class CountingMode(TorchDispatchMode):
         rec = self.recorder
         if rec.paused or func.namespace in _METADATA:
             return func(*args, **kwargs)
-        packet = func._overloadpacket
-        if not (func.is_view or packet in formulas.FORMULAS or packet in formulas.ZERO_FLOP
-                or packet in formulas.VIEW_LIKE):
+        if not formulas.known(func):
             with self:  # an operator with a decomposition is counted by its pieces
                 decomposed = func.decompose(*args, **kwargs)
             if decomposed is not NotImplemented:

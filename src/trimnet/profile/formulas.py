@@ -15,27 +15,18 @@ from typing import Any, Callable
 
 import torch
 
-aten = torch.ops.aten
 Count = tuple[int, int]
 Formula = Callable[..., Count]
 
-FORMULAS: dict[Any, Formula] = {}
-
-
-def _packets(*names: str) -> list:
-    """The operator packets of these names that exist in this torch build."""
-    out = []
-    for name in names:
-        packet = getattr(aten, name, None)
-        if packet is not None:
-            out.append(packet)
-    return out
+# aten operator name (the overload packet's, e.g. "convolution", "add_") -> formula. Names,
+# not operator objects, so that importing this table resolves no operator schemas.
+FORMULAS: dict[str, Formula] = {}
 
 
 def formula(*names: str) -> Callable[[Formula], Formula]:
     def register(fn: Formula) -> Formula:
-        for packet in _packets(*names):
-            FORMULAS[packet] = fn
+        for name in names:
+            FORMULAS[name] = fn
         return fn
 
     return register
@@ -432,7 +423,7 @@ POINTWISE_DEFAULT = 1  # any other op tagged pointwise: 1 FLOP per output elemen
 
 # Data movement, creation and selection: real bytes, no FLOPs. Listed so that they are not
 # reported as uncounted.
-ZERO_FLOP = frozenset(_packets(
+ZERO_FLOP = frozenset((
     "clone", "copy", "copy_", "_to_copy", "cat", "stack", "empty", "empty_like", "empty_strided", "new_empty",
     "new_empty_strided", "zeros", "zeros_like", "new_zeros", "ones", "ones_like", "new_ones", "full",
     "full_like", "new_full", "fill", "fill_", "zero_", "scalar_tensor", "arange", "linspace", "randn", "rand",
@@ -451,22 +442,33 @@ ZERO_FLOP = frozenset(_packets(
 ))
 
 # Views that the schema does not mark as views: no bytes moved, no FLOPs.
-VIEW_LIKE = frozenset(_packets("_unsafe_view", "alias", "detach", "lift_fresh", "_reshape_alias", "lift",
-                               "lift_fresh_copy"))
+VIEW_LIKE = frozenset(("_unsafe_view", "alias", "detach", "lift_fresh", "_reshape_alias", "lift",
+                       "lift_fresh_copy"))
 
 # Operators whose result depends on tensor values: the path through the model may too.
-DATA_DEPENDENT = frozenset(_packets("_local_scalar_dense", "nonzero", "masked_select", "_unique2", "unique_dim",
-                                    "is_nonzero", "equal"))
+DATA_DEPENDENT = frozenset(("_local_scalar_dense", "nonzero", "masked_select", "_unique2", "unique_dim",
+                            "is_nonzero", "equal"))
+
+
+def aten_name(func: Any) -> str | None:
+    """``"add_"`` for ``aten.add_.Tensor``; None for operators outside the aten namespace."""
+    return func._overloadpacket.__name__ if func.namespace == "aten" else None
+
+
+def known(func: Any) -> bool:
+    """Whether the table says what this operator does (a formula, or no floating-point work)."""
+    name = aten_name(func)
+    return func.is_view or name in FORMULAS or name in ZERO_FLOP or name in VIEW_LIKE
 
 
 def count(func: Any, args: tuple, kwargs: dict, result: Any) -> Count | None:
     """``(macs, flops)`` of one operator call, or ``None`` when no formula covers it."""
-    packet = func._overloadpacket
-    fn = FORMULAS.get(packet)
+    name = aten_name(func)
+    fn = FORMULAS.get(name) if name is not None else None
     if fn is not None:
         macs, flops = fn(*args, **kwargs, result=result)
         return int(macs), int(flops)
-    if packet in ZERO_FLOP or packet in VIEW_LIKE or func.is_view:
+    if func.is_view or name in ZERO_FLOP or name in VIEW_LIKE:
         return 0, 0
     if torch.Tag.pointwise in func.tags:
         return _elementwise(POINTWISE_DEFAULT)(*args, result=result)

@@ -29,8 +29,8 @@ def fuse(
     ``model``: an ``nn.Module``, an ``Artifact`` or a run directory. A layer-spec model
     stays a ``SpecNet`` (it saves as a spec); any other module is traced with torch.fx and
     comes back as a ``GraphModule``. After each pass the outputs on ``example_inputs``
-    (default: seeded random inputs of the model's ``in_shape``) and on the real ``inputs``,
-    if given, must match the model before the pass within 1e-5 of their scale; otherwise
+    (default: seeded random inputs of the model's ``in_shape``) and on the real ``inputs``
+    (up to 64), if given, must match the model before the pass within 1e-5 of their scale; otherwise
     ``FuseError`` is raised. The input model is never changed.
     """
     from trimnet.models.spec import is_describable
@@ -108,7 +108,7 @@ def _check_inputs(model: nn.Module, in_shape: tuple[int, ...] | None, example_in
         example_inputs = torch.randn((2, *in_shape), generator=torch.Generator().manual_seed(0))
     checks = [(f"example batch {len(example_inputs)}", torch.as_tensor(example_inputs).float())]
     if inputs is not None:
-        real = torch.as_tensor(inputs)[:256].float()
+        real = torch.as_tensor(inputs)[:64].float()  # the check is algebra: a few real samples add their scale
         checks.append((f"given batch {len(real)}", real))
     return checks
 

@@ -148,7 +148,7 @@ def _fp32(module: nn.Module, cfg: QuantizeConfig, x_test: torch.Tensor) -> tuple
         return model, None
     from trimnet.optimize.fuse import fuse
 
-    res = fuse(module, example_inputs=x_test[:8].float(), inputs=x_test)
+    res = fuse(module, example_inputs=x_test[:4].float())
     return res.model, {"summary": res.record.summary(), "changes": len(res.record.changes),
                        "check": res.record.check.to_dict()}
 

@@ -28,6 +28,7 @@ class QuantizeConfig:
     backend: str | None = None  # None: DEFAULT_BACKEND[precision]
     calibration: int = 300
     per_channel: bool = True
+    fast_bias_correction: bool = False  # NNCF (openvino int8): about 2x quicker to calibrate, a little less accurate
     max_accuracy_drop: float | None = None
     fuse: bool = True  # fold BatchNorm and merge linear chains first (exact; never hurts)
     batch_sizes: tuple[int, ...] = (1, 64)
