@@ -335,12 +335,23 @@ def _onnx_times(backend: str, opts: dict, ops: list[measure.Op], tmp: Path, seco
 
 
 def _module_overheads(backend: str, threads: int, seconds: float, series: Series) -> tuple[float, float]:
-    """(per call, per layer) of PyTorch modules: a chain of varied tiny layers, less their kernels' own time."""
-    module = measure.torch_module_times(backend, threads, seconds * 2)
-    kernels = [series.conv.t0 if kind == "conv" else series.passes[kind].t0 for kind in measure.CHAIN_KINDS]
-    per_layer = (module[f"layers_{measure.CHAIN_LENGTH}"] - module["layers_1"]) / (measure.CHAIN_LENGTH - 1)
-    call = module["layers_1"] - kernels[0]
-    return max(call, 0.0), max(per_layer - sum(kernels) / len(kernels), 0.0)
+    """(per call, per layer) of PyTorch modules: what a chain of small layers (``measure.tiny_chain``) run
+    whole through the runner takes beyond its kernels' calibrated times (module dispatch, and kernels
+    running colder inside a model than in a loop of their own)."""
+    from trimnet.hardware.estimate import _local_layer
+    from trimnet.hardware.roofline import layer_work
+    from trimnet.profile import profile
+
+    measured = measure.torch_module_times(backend, threads, seconds * 2)
+    bare = Series(series.backend, series.dtype, 0.0, 0.0, series.matmul, series.conv, series.passes)
+    kernels = {}
+    for n in measured:
+        prof = profile(measure.tiny_chain(n), measure.CHAIN_INPUT, fake=False)
+        kernels[n] = sum(_local_layer(layer_work(layer), bare, backend).time_s for layer in prof.layers)
+    n = measure.CHAIN_LENGTH
+    per_layer = ((measured[n] - kernels[n]) - (measured[1] - kernels[1])) / (n - 1)
+    call = measured[1] - kernels[1] - per_layer
+    return max(call, 0.0), max(per_layer, 0.0)
 
 
 def _native_bf16(machine: dict) -> bool:
@@ -381,7 +392,7 @@ def _compile_series(threads: int, seconds: float, cal: Calibration) -> Series | 
         cal.skipped["torch-compile"] = "needs the torch/fp32 calibration for its kernels"
         return None
     module = measure.torch_module_times("torch-compile", threads, seconds * 2)
-    call_s = max(module["layers_1"] - base.conv.t0, 0.0)
+    call_s = max(module[1] - base.conv.t0, 0.0)
     return Series("torch-compile", "fp32", call_s, 0.0, base.matmul, base.conv, base.passes,
                   precision="f32", borrowed="torch/fp32")
 

@@ -246,6 +246,9 @@ def _local_layer(w: LayerWork, series, runtime: str) -> LayerTime:
         compute = w.flops / curve.rate(w.m, w.k, w.n)
         memory = w.bytes / series.bandwidth(w.bytes / w.calls) if w.bytes else 0.0
         overhead += curve.t0 * w.calls
+        if w.bias_bytes and runtime == "onnxruntime":  # MatMul + Add: onnxruntime fuses the bias only on 2-D input
+            add = series.passes.get("add") or series.passes["elementwise"]
+            memory += add.time(w.bias_bytes / w.calls) * w.calls
     elif w.role != "free":
         curve = series.passes.get(PASS_OF_ROLE[w.role]) or series.passes["elementwise"]
         amount = (w.flops if curve.unit == "flops" else w.bytes) / w.calls

@@ -109,25 +109,30 @@ FULL_OPS = _ops(
            (1, 32, 32, 32, 3, 1), (1, 64, 64, 16, 3, 1), (8, 64, 64, 16, 3, 1), (1, 128, 128, 8, 3, 1),
            (32, 32, 32, 8, 3, 1), (1, 256, 256, 14, 3, 1), (1, 512, 512, 4, 3, 1), (1, 128, 128, 28, 1, 1),
            (1, 512, 512, 7, 1, 1)],
-    passes=[("elementwise", (1024,)), ("elementwise", (16_384,)), ("elementwise", (262_144,)),
-            ("elementwise", (2_097_152,)), ("elementwise", (16_777_216,)),
-            ("norm", (1, 32, 16, 16)), ("norm", (8, 64, 32, 32)), ("norm", (32, 64, 64, 64)),
-            ("pool", (1, 32, 16, 16)), ("pool", (8, 64, 32, 32)), ("pool", (32, 64, 64, 64)),
-            ("add", (4096,)), ("add", (524_288,)), ("add", (4_194_304,)),
-            ("gelu", (4096,)), ("gelu", (262_144,)), ("layernorm", (16, 64)), ("layernorm", (2048, 256)),
-            ("dwconv", (1, 32, 32, 16, 3, 32)), ("dwconv", (1, 96, 96, 28, 3, 96)), ("dwconv", (8, 144, 144, 28, 3, 144)),
-            ("attention", (2, 16, 32)), ("attention", (32, 64, 32)), ("attention", (24, 128, 64))],
+    # each pass kind from a few values (its fixed cost) to a few MB (outputs stay under 32 MB:
+    # larger ones are fresh pages from the OS on every call, which measures page faults)
+    passes=[("elementwise", (64,)), ("elementwise", (16_384,)), ("elementwise", (262_144,)),
+            ("elementwise", (2_097_152,)), ("elementwise", (6_291_456,)),
+            ("norm", (1, 4, 4, 4)), ("norm", (1, 32, 16, 16)), ("norm", (8, 64, 32, 32)), ("norm", (16, 128, 32, 32)),
+            ("pool", (1, 4, 4, 4)), ("pool", (1, 32, 16, 16)), ("pool", (8, 64, 32, 32)), ("pool", (16, 128, 32, 32)),
+            ("add", (64,)), ("add", (16_384,)), ("add", (524_288,)), ("add", (2_097_152,)),
+            ("gelu", (64,)), ("gelu", (16_384,)), ("gelu", (262_144,)),
+            ("layernorm", (4, 16)), ("layernorm", (16, 64)), ("layernorm", (2048, 256)),
+            ("dwconv", (1, 4, 4, 4, 3, 4)), ("dwconv", (1, 32, 32, 16, 3, 32)), ("dwconv", (1, 96, 96, 28, 3, 96)),
+            ("dwconv", (8, 144, 144, 28, 3, 144)),
+            ("attention", (1, 4, 8)), ("attention", (2, 16, 32)), ("attention", (32, 64, 32)),
+            ("attention", (24, 128, 64))],
 )
 QUICK_OPS = _ops(
     matmuls=[(1, 8, 8), (1, 1024, 1024), (32, 256, 256), (128, 64, 64), (512, 512, 512)],
     convs=[(1, 1, 32, 16, 3, 1), (16, 3, 32, 32, 3, 1), (1, 64, 64, 16, 3, 1), (32, 32, 32, 8, 3, 1),
            (1, 256, 256, 14, 3, 1), (1, 128, 128, 28, 1, 1)],
-    passes=[("elementwise", (1024,)), ("elementwise", (65_536,)), ("elementwise", (1_048_576,)),
-            ("elementwise", (8_388_608,)), ("norm", (1, 32, 16, 16)), ("norm", (8, 64, 32, 32)),
-            ("pool", (1, 32, 16, 16)), ("pool", (8, 64, 32, 32)), ("add", (4096,)), ("add", (524_288,)),
-            ("gelu", (4096,)), ("gelu", (262_144,)), ("layernorm", (16, 64)), ("layernorm", (2048, 256)),
-            ("dwconv", (1, 32, 32, 16, 3, 32)), ("dwconv", (1, 96, 96, 28, 3, 96)),
-            ("attention", (2, 16, 32)), ("attention", (32, 64, 32))],
+    passes=[("elementwise", (64,)), ("elementwise", (65_536,)), ("elementwise", (1_048_576,)),
+            ("elementwise", (6_291_456,)), ("norm", (1, 4, 4, 4)), ("norm", (8, 64, 32, 32)),
+            ("pool", (1, 4, 4, 4)), ("pool", (8, 64, 32, 32)), ("add", (64,)), ("add", (524_288,)),
+            ("gelu", (64,)), ("gelu", (262_144,)), ("layernorm", (4, 16)), ("layernorm", (2048, 256)),
+            ("dwconv", (1, 4, 4, 4, 3, 4)), ("dwconv", (1, 96, 96, 28, 3, 96)),
+            ("attention", (1, 4, 8)), ("attention", (32, 64, 32))],
 )
 CHAIN_LENGTH = 30  # tiny layers in the chain that measures per-layer overhead
 CHAIN_REPEAT = 3  # copies of a shape-keeping GEMM in the graph that times it inside a chain
@@ -194,10 +199,13 @@ def torch_op(op: Op, dtype: str, device: str) -> Callable[[], object]:
         x, d = rand(*shape), shape[-1]
         weight, bias = rand(d), rand(d)
         fn = lambda: F.layer_norm(x, (d,), weight, bias)  # noqa: E731
-    elif kind == "attention":
+    elif kind == "attention":  # what a self-attention layer does besides its projections
         bh, n, e = shape
-        q, k_, v = rand(1, bh, n, e), rand(1, bh, n, e), rand(1, bh, n, e)
-        fn = lambda: F.scaled_dot_product_attention(q, k_, v)  # noqa: E731
+        x = rand(1, n, bh * e)
+
+        def fn() -> torch.Tensor:
+            q, k_, v = (x.view(1, n, bh, e).transpose(1, 2) for _ in range(3))
+            return F.scaled_dot_product_attention(q, k_, v).transpose(1, 2).reshape(1, n, bh * e)
     else:
         x = rand(*shape)
         fn = lambda: torch.relu(x)  # noqa: E731
@@ -215,32 +223,32 @@ def torch_op(op: Op, dtype: str, device: str) -> Callable[[], object]:
 
 
 def tiny_chain(n: int) -> torch.nn.Module:
-    """``n`` tiny layers of the kinds models are made of (conv, norm, activations, pooling, linear),
-    so that the chain runs through as many different code paths as a model does."""
+    """``n`` small layers of the kinds CNNs are made of (convolutions, batch norm, activations,
+    pooling): a calibration model, run whole to measure what layers cost beyond their kernels."""
     from torch import nn
 
-    pattern = [lambda: nn.Conv2d(4, 4, 3, padding=1, bias=False), lambda: nn.BatchNorm2d(4), nn.ReLU,
-               lambda: nn.Conv2d(4, 4, 1), nn.GELU, lambda: nn.MaxPool2d(3, stride=1, padding=1)]
+    c = CHAIN_INPUT[1]
+    pattern = [lambda: nn.Conv2d(c, c, 3, padding=1, bias=False), lambda: nn.BatchNorm2d(c), nn.ReLU,
+               lambda: nn.Conv2d(c, c, 1), nn.GELU, lambda: nn.MaxPool2d(3, stride=1, padding=1)]
     torch.manual_seed(0)
     return nn.Sequential(*[pattern[i % len(pattern)]() for i in range(n)]).eval()
 
 
-CHAIN_KINDS = ("conv", "norm", "elementwise", "conv", "gelu", "pool")  # what ``tiny_chain`` repeats
-CHAIN_INPUT = (1, 4, 4, 4)
+CHAIN_INPUT = (1, 16, 16, 16)
 
 
-def torch_module_times(backend: str, threads: int | None, seconds: float) -> dict[str, float]:
+def torch_module_times(backend: str, threads: int | None, seconds: float) -> dict[int, float]:
     """Seconds per call of a 1-layer and a ``CHAIN_LENGTH``-layer ``tiny_chain`` through a runner."""
     from trimnet.runtime import load_runner
 
     out = {}
+    x = torch.randn(*CHAIN_INPUT)
+    options = {"threads": threads} if threads and backend in ("torch", "torch-compile") else {}
     for n in (1, CHAIN_LENGTH):
-        x = torch.randn(*CHAIN_INPUT)
-        options = {"threads": threads} if threads and backend in ("torch", "torch-compile") else {}
         runner = load_runner(backend, tiny_chain(n), x, check=False, **options)
         try:
             xn = x.numpy()
-            out[f"layers_{n}"] = time_call(lambda: runner.run(xn), seconds)
+            out[n] = time_call(lambda: runner.run(xn), seconds)
         finally:
             runner.close()
     return out
@@ -309,14 +317,22 @@ def onnx_graph(op: Op | str, path: Path, repeat: int = 1) -> tuple[Path, tuple[i
         elif kind == "layernorm":
             d = op.shape[-1]
             node("LayerNormalization", ["x", weight("s", d), weight("b", d)], "y", axis=-1)
-        elif kind == "attention":  # softmax(q k^T / sqrt(e)) v, with q = k = v = x as in a self-attention core
+        elif kind == "attention":  # heads split off (B, N, H*E), softmax(q k^T / sqrt(e)) v, heads merged back
             bh, n, e = op.shape
-            shape = (1, bh, n, e)
-            node("Transpose", ["x"], "kt", perm=[0, 1, 3, 2])
-            node("MatMul", ["x", "kt"], "s0")
+            shape = (1, n, bh * e)
+            heads = numpy_helper.from_array(np.array([1, n, bh, e], dtype=np.int64), "heads")
+            merged = numpy_helper.from_array(np.array([1, n, bh * e], dtype=np.int64), "merged")
+            inits.extend([heads, merged])
+            for t in ("q", "k", "v"):
+                node("Reshape", ["x", "heads"], f"{t}0")
+                node("Transpose", [f"{t}0"], t, perm=[0, 2, 1, 3])
+            node("Transpose", ["k"], "kt", perm=[0, 1, 3, 2])
+            node("MatMul", ["q", "kt"], "s0")
             node("Mul", ["s0", const("scale", np.array(1.0 / math.sqrt(e)))], "s1")
             node("Softmax", ["s1"], "p", axis=-1)
-            node("MatMul", ["p", "x"], "y")
+            node("MatMul", ["p", "v"], "o")
+            node("Transpose", ["o"], "o1", perm=[0, 2, 1, 3])
+            node("Reshape", ["o1", "merged"], "y")
         else:
             node("Relu", ["x"], "y")
     graph = helper.make_graph(nodes, "calibration", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],

@@ -50,6 +50,7 @@ class LayerWork:
     m: float = 0.0  # GEMM output positions (per call)
     k: float = 0.0  # reduction length
     n: float = 0.0  # output channels
+    bias_bytes: float = 0.0  # a linear layer on 3-D+ input with a bias: the bytes of a separate bias add
 
     @property
     def is_gemm(self) -> bool:
@@ -143,7 +144,10 @@ def layer_work(layer: "LayerProfile", scale: float = 1.0, byte_scale: float = 1.
             m = out / n
         else:  # no output shape recorded: one output position
             k, m = float(layer.macs * scale / calls), 1.0
-    return LayerWork(layer.name, layer.type, role, flops, nbytes, calls, m, k, n)
+    bias_bytes = 0.0
+    if role == "matmul" and len(layer.output_shape or ()) > 2 and round(layer.params - k * n) == n:
+        bias_bytes = 2.0 * layer.output_bytes * scale * byte_scale  # (graph runtimes add it as its own node)
+    return LayerWork(layer.name, layer.type, role, flops, nbytes, calls, m, k, n, bias_bytes)
 
 
 def fused(work: LayerWork, runtime: str) -> bool:

@@ -9,6 +9,7 @@ so fine-tuning gets the training loop's schedules, best-epoch selection and devi
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -32,6 +33,7 @@ class FinetuneConfig:
     distill: bool = True  # learn from the unpruned model's soft targets as well as the labels
     temperature: float = 4.0
     alpha: float = 0.7  # weight of the soft targets; 1 - alpha goes to the hard labels
+    keep: str = "last"  # last: the weights at the end of the schedule; best: the best validation epoch
     seed: int = 0
     device: str = "auto"
     progress: bool = False
@@ -43,6 +45,8 @@ class FinetuneConfig:
             raise ConfigError(f"finetune.temperature must be > 0; got {self.temperature}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"finetune.alpha must be in [0, 1]; got {self.alpha}")
+        if self.keep not in ("last", "best"):
+            raise ConfigError(f"finetune.keep {self.keep!r} is unknown; choose last or best")
         if self.epochs:
             self.train_config(self.epochs).validate()
 
@@ -76,7 +80,7 @@ def finetune(model: nn.Module, data: Dataset, config: FinetuneConfig, teacher: n
     """Fine-tune ``model`` in place for ``epochs`` (default ``config.epochs``); returns the run's metrics.
 
     With ``config.distill`` and a ``teacher``, the loss is the distillation loss above;
-    otherwise plain cross-entropy on the labels.
+    otherwise plain cross-entropy on the labels. Nothing is selected on the test split.
     """
     from trimnet.train import train
 
@@ -87,5 +91,9 @@ def finetune(model: nn.Module, data: Dataset, config: FinetuneConfig, teacher: n
     if not isinstance(data, Dataset):
         raise ConfigError("fine-tuning needs a Dataset with labels; pass one, or set finetune.epochs to 0")
     loss = distillation_loss(teacher, config.temperature, config.alpha) if config.distill and teacher else None
+    if config.keep == "last":
+        # the training loop keeps the best validation epoch, and on a small validation split
+        # ties at the top keep an early, half-annealed one; fine-tuning wants the annealed end
+        data = dataclasses.replace(data, x_val=data.x_val[:0], y_val=data.y_val[:0])
     result = train(model, data, config.train_config(epochs), teacher_loss=loss)
     return result.metrics
