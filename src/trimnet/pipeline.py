@@ -205,7 +205,9 @@ def _benchmark(model, result, data, cfg: PipelineConfig) -> tuple[list[dict], li
     from trimnet.bench.config import BenchConfig
     from trimnet.runtime import list_backends
 
-    backends = cfg.measure.backends or [b for b in list_backends() if not b.endswith("cuda")]
+    # PyTorch first: another runtime's idle worker threads in this process can slow its OpenMP pool
+    backends = cfg.measure.backends or sorted((b for b in list_backends() if not b.endswith("cuda")),
+                                              key=lambda b: not b.startswith("torch"))
     bench_cfg = BenchConfig(min_time_s=0.5, max_time_s=2.0, warmup_max_s=2.0)
     batches = sorted({cfg.optimize.batch, cfg.optimize.throughput_batch})
     x = data.x_test[:max(batches)].float()

@@ -380,7 +380,7 @@ def run_recommend(args: argparse.Namespace) -> int:
         rows.append([c.device, "yes" if c.meets else "no", c.batch if c.batch is not None else "-",
                      _ms(c.latency_s) if c.latency_s is not None else "-",
                      f"{c.throughput:,.0f}" if c.throughput is not None else "-",
-                     f"{c.headroom:.2f}x" if c.headroom is not None else "-",
+                     f"{c.headroom:.3g}x" if c.headroom is not None else "-",
                      f"{mem['total_bytes'] / 2**30:.2f}" if mem else "-",
                      {True: "yes", False: "NO", None: "?"}[mem.get("fits")] if mem else "-",
                      f"{c.tdp_w:g}" if c.tdp_w else "-", c.reason or ""])

@@ -1,8 +1,8 @@
 """Calibrate this machine: achieved FLOP/s per kernel shape and dtype, bandwidth, and backend overheads.
 
 ``calibrate()`` times the operations of ``measure`` on every backend that runs here (PyTorch
-fp32 and bf16 kernels; onnxruntime; OpenVINO f32 and, where the CPU has bf16 instructions,
-bf16; torch.compile's call overhead), fits the curves of ``curves``, and saves the result
+fp32 and bf16 kernels; onnxruntime; OpenVINO f32 and, where the CPU runs it, bf16; on request
+torch.compile's call overhead), fits the curves of ``curves``, and saves the result
 as the ``local`` device profile in ``$TRIMNET_CACHE`` (default ``~/.cache/trimnet``) with a
 description of the machine. A saved profile whose machine description differs from this
 machine (CPU, threads, versions) is refused: calibrate again.
@@ -197,11 +197,11 @@ def save_calibration(cal: Calibration, path: str | Path | None = None) -> Path:
 def calibrate(*, quick: bool = False, device: str = "auto", threads: int | None = None,
               backends: Sequence[str] | None = None, dtypes: Sequence[str] | None = None, save: bool = True,
               path: str | Path | None = None, point_seconds: float | None = None) -> Calibration:
-    """Measure this machine (about 60 s; ``quick``: about 10 s) and save it as the ``local`` device.
+    """Measure this machine (30-60 s; ``quick``: 10-20 s) and save it as the ``local`` device.
 
     ``device``: "cpu", "cuda" or "auto" (cuda when present). ``backends`` limits which are
     calibrated (default: every one usable here), ``dtypes`` which of fp32 / bf16. ``point_seconds`` is the time spent per
-    measured operation per round (default 0.08, quick 0.03).
+    measured operation per round (default 0.05, quick 0.02).
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -213,7 +213,7 @@ def calibrate(*, quick: bool = False, device: str = "auto", threads: int | None 
     if threads < 1:
         raise ConfigError(f"threads must be >= 1; got {threads}")
     ops = measure.QUICK_OPS if quick else measure.FULL_OPS
-    seconds = point_seconds if point_seconds is not None else (0.03 if quick else 0.08)
+    seconds = point_seconds if point_seconds is not None else (0.02 if quick else 0.05)
     rounds = 1 if quick else 2
     plan = _plan(device, quick, backends)
     if dtypes is not None:
@@ -302,7 +302,7 @@ def _calibrate_series(backend: str, dtype: str, options: dict, ops: list[measure
         if base is not None:
             series.call_s, series.layer_s = base.call_s, base.layer_s
         else:
-            series.call_s, series.layer_s = _module_overheads(backend, threads, seconds, series)
+            series.call_s, series.layer_s = _module_overheads(backend, threads, seconds)
     else:
         series.call_s = tiny
     return series, points
@@ -334,23 +334,14 @@ def _onnx_times(backend: str, opts: dict, ops: list[measure.Op], tmp: Path, seco
     return times
 
 
-def _module_overheads(backend: str, threads: int, seconds: float, series: Series) -> tuple[float, float]:
-    """(per call, per layer) of PyTorch modules: what a chain of small layers (``measure.tiny_chain``) run
-    whole through the runner takes beyond its kernels' calibrated times (module dispatch, and kernels
-    running colder inside a model than in a loop of their own)."""
-    from trimnet.hardware.estimate import _local_layer
-    from trimnet.hardware.roofline import layer_work
-    from trimnet.profile import profile
-
-    measured = measure.torch_module_times(backend, threads, seconds * 2)
-    bare = Series(series.backend, series.dtype, 0.0, 0.0, series.matmul, series.conv, series.passes)
-    kernels = {}
-    for n in measured:
-        prof = profile(measure.tiny_chain(n), measure.CHAIN_INPUT, fake=False)
-        kernels[n] = sum(_local_layer(layer_work(layer), bare, backend).time_s for layer in prof.layers)
+def _module_overheads(backend: str, threads: int, seconds: float) -> tuple[float, float]:
+    """(per call, per layer) of PyTorch modules: a chain of varied tiny layers run whole through the
+    runner, against the same operators each timed alone; per layer, the difference is module dispatch
+    and the colder caches and branch predictors of a model's longer code path."""
+    t = measure.torch_module_times(backend, threads, seconds * 2)
     n = measure.CHAIN_LENGTH
-    per_layer = ((measured[n] - kernels[n]) - (measured[1] - kernels[1])) / (n - 1)
-    call = measured[1] - kernels[1] - per_layer
+    per_layer = ((t[f"whole_{n}"] - t["whole_1"]) - (t[f"alone_{n}"] - t["alone_1"])) / (n - 1)
+    call = t["whole_1"] - t["alone_1"] - per_layer
     return max(call, 0.0), max(per_layer, 0.0)
 
 
@@ -392,7 +383,7 @@ def _compile_series(threads: int, seconds: float, cal: Calibration) -> Series | 
         cal.skipped["torch-compile"] = "needs the torch/fp32 calibration for its kernels"
         return None
     module = measure.torch_module_times("torch-compile", threads, seconds * 2)
-    call_s = max(module[1] - base.conv.t0, 0.0)
+    call_s = max(module["whole_1"] - module["alone_1"], 0.0)
     return Series("torch-compile", "fp32", call_s, 0.0, base.matmul, base.conv, base.passes,
                   precision="f32", borrowed="torch/fp32")
 

@@ -223,8 +223,8 @@ def torch_op(op: Op, dtype: str, device: str) -> Callable[[], object]:
 
 
 def tiny_chain(n: int) -> torch.nn.Module:
-    """``n`` small layers of the kinds CNNs are made of (convolutions, batch norm, activations,
-    pooling): a calibration model, run whole to measure what layers cost beyond their kernels."""
+    """``n`` tiny layers of the kinds models are made of (conv, norm, activations, pooling), so that
+    the chain runs through as many different code paths as a model does."""
     from torch import nn
 
     c = CHAIN_INPUT[1]
@@ -234,24 +234,51 @@ def tiny_chain(n: int) -> torch.nn.Module:
     return nn.Sequential(*[pattern[i % len(pattern)]() for i in range(n)]).eval()
 
 
-CHAIN_INPUT = (1, 16, 16, 16)
+CHAIN_INPUT = (1, 4, 4, 4)
 
 
-def torch_module_times(backend: str, threads: int | None, seconds: float) -> dict[int, float]:
-    """Seconds per call of a 1-layer and a ``CHAIN_LENGTH``-layer ``tiny_chain`` through a runner."""
+def torch_module_times(backend: str, threads: int | None, seconds: float) -> dict[str, float]:
+    """A 1-layer and a ``CHAIN_LENGTH``-layer ``tiny_chain`` run whole through a runner (``whole_1``,
+    ``whole_N``), and the sums of their operators each timed alone as a function call (``alone_1``,
+    ``alone_N``): the difference is what a layer costs inside a model beyond its kernel."""
     from trimnet.runtime import load_runner
 
     out = {}
     x = torch.randn(*CHAIN_INPUT)
     options = {"threads": threads} if threads and backend in ("torch", "torch-compile") else {}
     for n in (1, CHAIN_LENGTH):
-        runner = load_runner(backend, tiny_chain(n), x, check=False, **options)
+        chain = tiny_chain(n)
+        runner = load_runner(backend, chain, x, check=False, **options)
         try:
             xn = x.numpy()
-            out[n] = time_call(lambda: runner.run(xn), seconds)
+            out[f"whole_{n}"] = time_call(lambda: runner.run(xn), seconds)
         finally:
             runner.close()
+        calls = [_functional(layer) for layer in chain]
+        with torch.inference_mode():
+            inputs = [x]
+            for call in calls[:-1]:
+                inputs.append(call(inputs[-1]))
+            out[f"alone_{n}"] = sum(time_call(lambda c=c, h=h: c(h), seconds / n) for c, h in zip(calls, inputs))
     return out
+
+
+def _functional(layer: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The operator a tiny-chain layer runs, without the module around it."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    if isinstance(layer, nn.Conv2d):
+        w, b, pad = layer.weight.detach(), layer.bias.detach() if layer.bias is not None else None, layer.padding
+        return lambda h: F.conv2d(h, w, b, padding=pad)
+    if isinstance(layer, nn.BatchNorm2d):
+        m, v, w, b = layer.running_mean, layer.running_var, layer.weight.detach(), layer.bias.detach()
+        return lambda h: F.batch_norm(h, m, v, w, b, training=False)
+    if isinstance(layer, nn.MaxPool2d):
+        return lambda h: F.max_pool2d(h, 3, stride=1, padding=1)
+    if isinstance(layer, nn.GELU):
+        return F.gelu
+    return torch.relu
 
 
 # ---------------------------------------------------------------- ONNX backends

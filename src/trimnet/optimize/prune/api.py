@@ -18,7 +18,7 @@ from trimnet.optimize.finetune import finetune
 from trimnet.optimize.importance import Evidence, get_criterion, score
 from trimnet.optimize.prune.config import PruneConfig
 from trimnet.optimize.prune.graph import ChannelGraph, Group, _module_stack_hooks
-from trimnet.optimize.prune.plan import MacEstimate, Scored, channel_masks, plan, search_share
+from trimnet.optimize.prune.plan import MacEstimate, Scored, plan, search_share
 from trimnet.optimize.prune.record import GroupRecord, LayerChange, PruneRecord
 from trimnet.optimize.stats import activation_stats, calibration_inputs
 
@@ -38,8 +38,9 @@ def prune(model: nn.Module, data: Any, config: PruneConfig | None = None, *, inp
     """Structurally prune ``model``: whole channels, neurons and attention heads are removed.
 
     ``data`` is a ``Dataset`` (calibration on its training split, fine-tuning, test accuracy
-    in the record) or a tensor of inputs (calibration only: set ``finetune.epochs=0``).
+    in the record) or a tensor of inputs (calibration only: no fine-tuning, as the notes say).
     The model is copied unless ``inplace``; the unpruned model is the distillation teacher.
+    Any user error is a ``ConfigError`` or ``ModelError``, and leaves ``model`` as it was.
     """
     cfg = config or PruneConfig()
     cfg.validate()
@@ -49,9 +50,10 @@ def prune(model: nn.Module, data: Any, config: PruneConfig | None = None, *, inp
     x_cal, _ = calibration_inputs(data, cfg.calibration_samples)
     example = x_cal[:2]
     was_training = model.training
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.eval()
     try:
-        expected = _run(model, example, "the model does not run on its calibration inputs")
+        expected = _run(model, example.to(device), "the model does not run on its calibration inputs")
         teacher = copy.deepcopy(model).eval() if labelled and cfg.finetune.epochs and cfg.finetune.distill else None
     finally:
         model.train(was_training)

@@ -132,6 +132,7 @@ class ChannelGraph:
         self.ignored = resolve_ignored(model, ignore)
         self._check_parameters(tp)
         self._names = {m: n for n, m in model.named_modules()}
+        self._position = {n: i for i, n in enumerate(self._names.values())}  # module order, for naming
         self._names.update({p: n for n, p in model.named_parameters()})
         self._input = nn.Parameter(example.detach().clone())
         unwrapped = [(self._input, 2 if example.dim() == 3 else 1)]
@@ -175,7 +176,7 @@ class ChannelGraph:
         self._outputs = outputs
         self._leaf_ids = {id(t) for t in self._leaves}
         self.groups = [self._group(g) for g in self.dg.get_all_groups(root_module_types=PRUNABLE)]
-        self.groups.sort(key=lambda g: _order(self._order_names(), g.name))
+        self.groups.sort(key=lambda g: self._position.get(g.name, len(self._position)))
         grouped = {i.name for g in self.groups for i in g.items if i.role == "out"}
         # layers the trace never reached: their outputs only feed ignored modules
         self.unreached = [n for n, m in model.named_modules()
@@ -210,11 +211,6 @@ class ChannelGraph:
             return leaf
         return output
 
-    def _order_names(self) -> dict[str, int]:
-        if not hasattr(self, "_order_cache"):
-            self._order_cache = {n: i for i, (n, _) in enumerate(self.model.named_modules())}
-        return self._order_cache
-
     # ------------------------------------------------------------------ groups
 
     def _group(self, tp_group) -> Group:
@@ -245,7 +241,7 @@ class ChannelGraph:
                       skip=skip, root=root_module, handler=self.dg.get_pruner_of_module(root_module).prune_out_channels)
         producers = [i.name for i in group.producers]
         if producers:
-            group.name = min(producers, key=lambda n: self._order_names().get(n, 1 << 30))
+            group.name = min(producers, key=lambda n: self._position.get(n, len(self._position)))
         self._units(group)
         return group
 
@@ -277,7 +273,7 @@ class ChannelGraph:
             return
         attention = self._attention_of(group)
         blocks = [i.module.groups for i in group.items if isinstance(i.module, nn.Conv2d)
-                  and 1 < i.module.groups and not _depthwise(i.module)]
+                  and 1 < i.module.groups and not is_depthwise(i.module)]
         identity = all(torch.equal(i.root, i.idxs) for i in group.items if i.role != "site")
         if attention is not None and blocks:
             group.skip = "it couples attention heads with a grouped convolution"
@@ -353,9 +349,5 @@ def _site_hook(site_fns: dict, name: str):
     return hook
 
 
-def _depthwise(conv: nn.Conv2d) -> bool:
+def is_depthwise(conv: nn.Conv2d) -> bool:
     return conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
-
-
-def _order(order: dict[str, int], name: str) -> int:
-    return order.get(name, 1 << 30)

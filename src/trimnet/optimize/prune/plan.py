@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from trimnet.models import layers as L
-from trimnet.optimize.prune.graph import Group, _depthwise
+from trimnet.optimize.prune.graph import Group, is_depthwise
 
 
 @dataclass
@@ -130,7 +130,7 @@ class MacEstimate:
             if not macs:
                 continue
             m = modules[name]
-            if isinstance(m, nn.Conv2d) and _depthwise(m):
+            if isinstance(m, nn.Conv2d) and is_depthwise(m):
                 entries = [e for e in entries if e[3] == "out"]
             self.terms.append((macs, [(g, root, size) for g, root, size, _ in entries]))
             self.fixed -= macs
