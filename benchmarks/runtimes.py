@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -79,21 +79,22 @@ def bare_calls(backend: str, model: torch.nn.Module, x: np.ndarray):
             with torch.inference_mode():
                 model(t)
         return call
-    path = export_onnx_file(model, Path("/tmp") / f"trimnet-overhead-{backend}.onnx", torch.from_numpy(x))
-    if backend == "onnxruntime":
-        import onnxruntime as ort
+    with tempfile.TemporaryDirectory(prefix="trimnet-overhead-") as tmp:
+        path = export_onnx_file(model, Path(tmp) / "model.onnx", torch.from_numpy(x))
+        if backend == "onnxruntime":
+            import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = THREADS, 1
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        feed, outs = {sess.get_inputs()[0].name: x}, [sess.get_outputs()[0].name]
-        return lambda: sess.run(outs, feed)
-    import openvino as ov
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads, opts.inter_op_num_threads = THREADS, 1
+            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            feed, outs = {sess.get_inputs()[0].name: x}, [sess.get_outputs()[0].name]
+            return lambda: sess.run(outs, feed)
+        import openvino as ov
 
-    core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(path)), "CPU",
-                                  {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": THREADS,
-                                   "INFERENCE_PRECISION_HINT": "f32"})
+        core = ov.Core()
+        compiled = core.compile_model(core.read_model(str(path)), "CPU",
+                                      {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": THREADS,
+                                       "INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
     return lambda: request.infer(x, share_inputs=True)
 

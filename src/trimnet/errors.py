@@ -29,6 +29,10 @@ class TrainingError(TrimnetError):
     """Training that cannot go on (NaN loss, nothing to resume, ...)."""
 
 
+class ExportError(TrimnetError):
+    """A model that cannot be exported, or whose export does not compute what PyTorch computes."""
+
+
 class DependencyError(TrimnetError):
     """An optional dependency that is not installed."""
 

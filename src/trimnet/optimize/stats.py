@@ -117,22 +117,23 @@ class _Accumulator:
         self.conflict = False  # one module run on outputs of different widths (reused): not a site
 
     def add(self, y: torch.Tensor) -> None:
-        y = _channels_first(y.detach()).double()  # (N, C, L)
+        y = _channels_first(y.detach()).float()  # (N, C, L); reduced per batch, summed in float64
         n, channels, positions = y.shape
         if self.zeros is not None and channels != self.zeros.numel():
             self.conflict = True
             return
-        zeros = (y <= self.threshold).sum(dim=(0, 2)).double()
+        fires = y > self.threshold
+        zeros = (~fires).sum(dim=(0, 2)).double()
+        total = y.sum(dim=(0, 2), dtype=torch.float64)
+        peak = y.amax(dim=(0, 2)).double()
+        fired = fires.any(dim=2).sum(dim=0).double()
         if self.zeros is None:
-            self.zeros, self.sum = zeros, y.sum(dim=(0, 2))
-            self.max = y.amax(dim=(0, 2))
-            self.fired = (y > self.threshold).any(dim=2).sum(dim=0).double()
-            self.total = 0
+            self.zeros, self.sum, self.max, self.fired, self.total = zeros, total, peak, fired, 0
         else:
             self.zeros += zeros
-            self.sum += y.sum(dim=(0, 2))
-            self.max = torch.maximum(self.max, y.amax(dim=(0, 2)))
-            self.fired += (y > self.threshold).any(dim=2).sum(dim=0).double()
+            self.sum += total
+            self.max = torch.maximum(self.max, peak)
+            self.fired += fired
         self.total += n * positions
         self.samples += n
 
@@ -140,7 +141,7 @@ class _Accumulator:
         # Molchanov et al. 2017: |mean over positions of a * dL/da| per sample, averaged later
         if self.conflict or self.zeros is None or _channels_first(y).shape[1] != self.zeros.numel():
             return
-        score = (_channels_first(y).double() * _channels_first(g.detach()).double()).mean(dim=2).abs().sum(dim=0)
+        score = (_channels_first(y) * _channels_first(g.detach())).mean(dim=2).abs().sum(dim=0, dtype=torch.float64)
         self.taylor = score if self.taylor is None else self.taylor + score
 
 

@@ -119,11 +119,11 @@ def _normalize_inputs(model: nn.Module, inputs: Inputs, input_shape: Sequence[in
 
 # Parameters x input elements at or under this run with real tensors by default. The product
 # bounds the multiply-accumulates of conv and linear layers (each weight is used at most once
-# per input position; attention adds its L^2 terms), so the real arithmetic is a few hundred
-# MMACs at most: less than fake tensors' ~0.1-0.3 ms per operator for the models under it
-# (mlp, cnn, lenet5, the small transformer), while deeper nets stay fake, which is also
-# steadier on a loaded machine (one Python thread, no arithmetic competing for cores).
-TINY = 5e8
+# per input position), so the real arithmetic is at most ~0.1 GMAC: less than fake tensors'
+# ~0.1-0.3 ms per operator for the few-layer models under it (mlp, cnn, lenet5). Anything
+# larger stays fake, which is also steadier on a loaded machine: one Python thread, no
+# arithmetic, no intra-op threads waiting on a core.
+TINY = 1e8
 
 
 def _is_tiny(model: nn.Module, args: tuple, kwargs: dict) -> bool:

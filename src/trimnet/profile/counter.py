@@ -110,8 +110,13 @@ class Recorder:
         self._handles.append(register_module_forward_hook(self._leave, with_kwargs=True))
 
     def detach(self) -> None:
+        from torch.nn.modules import module as torch_module
+
         for h in self._handles:
             h.remove()
+            # RemovableHandle forgets the with_kwargs flag of a global hook; left behind, it keeps
+            # every later module call in this process on the slow, hooked path
+            torch_module._global_forward_hooks_with_kwargs.pop(h.id, None)
         self._handles.clear()
 
     def current(self) -> str:

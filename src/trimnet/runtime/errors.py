@@ -1,22 +1,14 @@
-"""Errors of exporting and running models on inference runtimes.
-
-``ExportError`` belongs in ``trimnet.errors`` beside the other ``TrimnetError`` kinds; it
-lives here until that move, and subclasses ``TrimnetError`` so the CLI reports it as a
-user error (exit 2, one line).
-"""
+"""Errors of exporting and running models on inference runtimes (``ExportError`` itself is
+defined in ``trimnet.errors`` and re-exported here)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trimnet.errors import TrimnetError
+from trimnet.errors import ExportError, TrimnetError
 
 if TYPE_CHECKING:  # pragma: no cover
     from trimnet.runtime.parity import ParityReport
-
-
-class ExportError(TrimnetError):
-    """A model that cannot be exported, or whose export does not compute what PyTorch computes."""
 
 
 class ParityError(ExportError):
