@@ -21,6 +21,7 @@ _API: dict[str, str] = {
     "ModelError": "trimnet.errors",
     "ArtifactError": "trimnet.errors",
     "TrainingError": "trimnet.errors",
+    "ExportError": "trimnet.errors",
     # configs
     "DataConfig": "trimnet.config",
     "ModelConfig": "trimnet.config",
