@@ -111,20 +111,27 @@ def round_robin(configs: list[Config], x: np.ndarray, budget_s: float, min_round
     """Time every configuration on ``x`` in rotating rounds until ``budget_s`` is spent (at least ``min_rounds``).
 
     A round runs each configuration for about 50 ms (at least one call) and records the
-    median call; slow configurations therefore take one call per round.
+    median call. A configuration more than 10x slower than the median one (PyTorch bf16
+    emulated on a CPU without bf16 instructions) is timed in the first round only, so that
+    it does not eat the budget of the others.
     """
-    calls = {}
+    calls, first = {}, {}
     for c in configs:  # first call (lazy allocation, compilation), then one to size the rounds
         c.run(x)
         t0 = time.perf_counter()
         c.run(x)
-        calls[c.name + c.precision] = max(1, min(10, int(0.05 / max(time.perf_counter() - t0, 1e-6))))
+        first[id(c)] = time.perf_counter() - t0
+        calls[id(c)] = max(1, min(10, int(0.05 / max(first[id(c)], 1e-6))))
+    typical = statistics.median(first.values())
+    slow = {id(c) for c in configs if first[id(c)] > 10 * typical}
     start, r = time.perf_counter(), 0
     while r < min_rounds or (time.perf_counter() - start < budget_s and r < 200):
         order = configs[r % len(configs):] + configs[:r % len(configs)]
         for c in order:
+            if r > 0 and id(c) in slow:
+                continue
             times = []
-            for _ in range(calls[c.name + c.precision]):
+            for _ in range(calls[id(c)]):
                 t0 = time.perf_counter_ns()
                 c.run(x)
                 times.append((time.perf_counter_ns() - t0) / 1e6)
@@ -133,7 +140,7 @@ def round_robin(configs: list[Config], x: np.ndarray, budget_s: float, min_round
 
 
 def ratio(a: Config, b: Config, batch: int) -> float:
-    """Median over rounds of a's latency / b's latency (> 1: b is faster)."""
+    """Median over rounds of a's latency / b's latency (> 1: b is faster); rounds both took part in."""
     return statistics.median(x / y for x, y in zip(a.rounds[batch], b.rounds[batch]))
 
 

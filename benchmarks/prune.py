@@ -6,13 +6,16 @@ For each model: train it, then prune the trained weights at several channel rati
 - ``trimnet apoz+kd``: ``trimnet.optimize.prune`` with APoZ, fine-tuned with distillation;
 - ``trimnet l1+kd``: the same pipeline ranking by filter L1 norm (isolates the criterion);
 - ``trimnet apoz`` (75 % only): APoZ fine-tuned on labels alone (isolates distillation);
+- ``..., round_to 1`` where Torch-Pruning's widths are not multiples of 8 (it does not
+  round by default), so the same widths are compared too;
 - ``torch-pruning l1``: ``tp.pruner.MagnitudePruner`` with ``MagnitudeImportance(p=1)``,
   its defaults otherwise, fine-tuned on labels alone with the same optimizer, epochs and
   batch size (``trimnet.optimize.finetune`` with ``distill=False``).
 
 Reported: test accuracy before and after fine-tuning, MACs (batch 1), parameters, and eager
-PyTorch latency at batch 256 and 1, measured interleaved (every model once per round, in
-a shuffled order), median over rounds, speedups against the unpruned model.
+PyTorch latency at batch 256 and 1, measured interleaved (every architecture once per round,
+in a shuffled order; models of equal widths share one measurement), median over rounds,
+speedups against the unpruned model.
 
     python benchmarks/prune.py                  # ~5 minutes on 2 idle cores
     python benchmarks/prune.py --quick          # fewer ratios, shorter training: a smoke run
@@ -97,8 +100,24 @@ def interleaved_latency(models: dict[str, nn.Module], x: torch.Tensor, rounds: i
     return out
 
 
-def run_model(label: str, data, arch: str, options: dict, epochs: int, ratios: list[float], methods: list[str],
+def architecture(model: nn.Module) -> str:
+    return json.dumps(tn.to_spec(model), sort_keys=True)
+
+
+def run_method(model: nn.Module, data, method: str, ratio: float, ft: FinetuneConfig, round_to: int):
+    """(pruned model, accuracy right after pruning) for one method."""
+    if method == "torch-pruning l1":
+        return torch_pruning_l1(model, data, ratio, ft)
+    criterion = "l1" if "l1" in method else "apoz"
+    cfg = PruneConfig(criterion=criterion, ratio=ratio, round_to=round_to,
+                      finetune=FinetuneConfig(**{**ft.__dict__, "distill": "+kd" in method}))
+    res = prune(model, data, cfg)
+    return res.model, res.record.accuracy["pruned"]
+
+
+def run_model(label: str, data, arch: str, options: dict, epochs: int, plan: list[tuple[float, str, int]],
               ft: FinetuneConfig, rounds: int, log) -> dict:
+    """``plan``: (ratio, method, round_to) rows; round_to applies to trimnet's methods."""
     torch.manual_seed(0)
     model = tn.create_model(arch, data.in_shape, data.num_classes, **options)
     t0 = time.perf_counter()
@@ -110,40 +129,35 @@ def run_model(label: str, data, arch: str, options: dict, epochs: int, ratios: l
             "train_s": round(train_s, 1)}
     log(f"{label}: trained {epochs} epochs in {train_s:.0f}s, test accuracy {base['accuracy']:.4f}, "
         f"{base['macs']:,} MACs")
-    rows, models = [], {"unpruned": model}
-    for ratio in ratios:
-        for method in methods:
-            if method == "trimnet apoz" and ratio != 0.75:
-                continue
-            t0 = time.perf_counter()
-            if method == "torch-pruning l1":
-                pruned, acc_pruned = torch_pruning_l1(model, data, ratio, ft)
-            else:
-                criterion = "l1" if "l1" in method else "apoz"
-                cfg = PruneConfig(criterion=criterion, ratio=ratio,
-                                  finetune=FinetuneConfig(**{**ft.__dict__, "distill": method.endswith("+kd")}))
-                res = prune(model, data, cfg)
-                pruned, acc_pruned = res.model, res.record.accuracy["pruned"]
-            seconds = time.perf_counter() - t0
-            key = f"{method} @ {ratio:.0%}"
-            models[key] = pruned
-            row = {"method": method, "ratio": ratio, "accuracy_pruned": acc_pruned, "accuracy": accuracy(pruned, data),
-                   "macs": macs_of(pruned, x1), "params": params_of(pruned), "seconds": round(seconds, 1),
-                   "widths": [m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
-                              for m in pruned.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]}
-            rows.append(row)
-            log(f"  {key}: accuracy {row['accuracy_pruned']:.4f} -> {row['accuracy']:.4f}, {row['macs']:,} MACs "
-                f"({seconds:.0f}s)")
+    rows, archs = [], {architecture(model): model}
+    for ratio, method, round_to in plan:
+        t0 = time.perf_counter()
+        pruned, acc_pruned = run_method(model, data, method, ratio, ft, round_to)
+        seconds = time.perf_counter() - t0
+        key = architecture(pruned)
+        archs.setdefault(key, pruned)
+        row = {"method": method if round_to == 8 or "trimnet" not in method else f"{method}, round_to {round_to}",
+               "ratio": ratio, "accuracy_pruned": acc_pruned, "accuracy": accuracy(pruned, data),
+               "macs": macs_of(pruned, x1), "params": params_of(pruned), "seconds": round(seconds, 1),
+               "widths": [m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+                          for m in pruned.modules() if isinstance(m, (nn.Conv2d, nn.Linear))], "arch": key}
+        rows.append(row)
+        log(f"  {row['method']} @ {ratio:.0%}: accuracy {acc_pruned:.4f} -> {row['accuracy']:.4f}, "
+            f"{row['macs']:,} MACs ({seconds:.0f}s)")
+    # Models of the same widths run the same kernels: each architecture is timed once, all of
+    # them interleaved, so equal shapes get equal figures and the noise is shared fairly.
+    names = {key: f"arch{i}" for i, key in enumerate(archs)}
     latency = {}
     for batch in (256, 1):
         x = data.x_test[:batch] if len(data.x_test) >= batch else data.x_test.repeat(
             (batch + len(data.x_test) - 1) // len(data.x_test), *[1] * (data.x_test.dim() - 1))[:batch]
-        latency[batch] = interleaved_latency(models, x, rounds)
-    base["latency_ms"] = {str(b): latency[b]["unpruned"] for b in latency}
+        latency[batch] = interleaved_latency({names[k]: m for k, m in archs.items()}, x, rounds)
+    unpruned = names[architecture(model)]
+    base["latency_ms"] = {str(b): latency[b][unpruned] for b in latency}
     for row in rows:
-        key = f"{row['method']} @ {row['ratio']:.0%}"
-        row["latency_ms"] = {str(b): latency[b][key] for b in latency}
-        row["speedup"] = {str(b): latency[b]["unpruned"]["p50"] / latency[b][key]["p50"] for b in latency}
+        name = names[row.pop("arch")]
+        row["latency_ms"] = {str(b): latency[b][name] for b in latency}
+        row["speedup"] = {str(b): latency[b][unpruned]["p50"] / latency[b][name]["p50"] for b in latency}
     return {"model": label, "arch": arch, "options": options, "dataset": data.name, "in_shape": list(data.in_shape),
             "train_epochs": epochs, "finetune": ft.__dict__, "base": base, "rows": rows}
 
@@ -175,20 +189,28 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - started:6.0f}s] {msg}", file=sys.stderr, flush=True)
 
-    everything = ["trimnet apoz+kd", "trimnet l1+kd", "trimnet apoz", "torch-pruning l1"]
     q = args.quick
+    kd, l1, plain, tp = "trimnet apoz+kd", "trimnet l1+kd", "trimnet apoz", "torch-pruning l1"
+
+    def rows(ratios, methods, extra=()):
+        return [(r, m, 8) for r in ratios for m in methods] + list(extra)
+
     digits = tn.load_dataset("digits")
-    results = [run_model("digits CNN", digits, "cnn", {}, 4 if q else 15, [0.75] if q else [0.5, 0.75, 0.9],
-                         everything, FinetuneConfig(epochs=2 if q else 5, batch_size=16), 5 if q else 15, log)]
+    # at 90 % Torch-Pruning keeps int(64 * 0.1) = 6 channels where trimnet rounds to 8: a row
+    # with round_to 1 compares the same widths
+    cnn_plan = rows([0.75], [kd, l1, plain, tp]) if q else (
+        rows([0.5], [kd, l1, tp]) + rows([0.75], [kd, l1, plain, tp]) + rows([0.9], [kd, l1, tp], [(0.9, kd, 1)]))
+    results = [run_model("digits CNN", digits, "cnn", {}, 4 if q else 15, cnn_plan,
+                         FinetuneConfig(epochs=2 if q else 5, batch_size=16), 5 if q else 25, log)]
     if not q:
         digits16 = tn.load_dataset("digits", image_size=16)
-        results.append(run_model("resnet20, digits 16×16", digits16, "resnet20", {}, 10, [0.5, 0.75],
-                                 ["trimnet apoz+kd", "torch-pruning l1"], FinetuneConfig(epochs=5, batch_size=32),
-                                 9, log))
+        results.append(run_model("resnet20, digits 16×16", digits16, "resnet20", {}, 10,
+                                 rows([0.5, 0.75], [kd, tp], [(0.75, kd, 1)]), FinetuneConfig(epochs=5),
+                                 15, log))
         cancer = tn.load_dataset("breast_cancer")
-        results.append(run_model("breast_cancer MLP", cancer, "mlp", {}, 15, [0.5, 0.75, 0.9],
-                                 ["trimnet apoz+kd", "trimnet l1+kd", "torch-pruning l1"],
-                                 FinetuneConfig(epochs=5, batch_size=16), 15, log))
+        results.append(run_model("breast_cancer MLP", cancer, "mlp", {}, 15,
+                                 rows([0.5, 0.75, 0.9], [kd, l1, tp]), FinetuneConfig(epochs=5, batch_size=16),
+                                 25, log))
     import torch_pruning
 
     report = {"benchmark": "prune", "quick": q, "threads": args.threads, "seconds": round(time.perf_counter() - started),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trimnet.hardware.calibrate import Calibration, Series, describe_machine
+from trimnet.hardware.calibration import Calibration, Series, describe_machine
 from trimnet.hardware.catalog import parse_catalog
 from trimnet.hardware.curves import ComputeCurve, PassCurve, Rate
 from trimnet.profile import LayerProfile, Profile

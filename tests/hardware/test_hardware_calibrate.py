@@ -9,7 +9,7 @@ import torch
 
 from trimnet.errors import ConfigError
 from trimnet.hardware import calibrate, estimate, load_calibration
-from trimnet.hardware.calibrate import profile_path
+from trimnet.hardware.calibration import profile_path
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def test_quick_calibration_measures_kernels_and_overheads(quick_torch_calibratio
     cal, path = quick_torch_calibration
     assert set(cal.series) == {"torch/fp32"}
     s = cal.get("torch", "fp32")
-    assert s.call_s > 0 and s.layer_s >= 0 and s.matmul.peak > 1e8 and s.conv.peak > 1e8
+    assert s.call_s >= 0 and s.layer_s >= 0 and s.matmul.peak > 1e8 and s.conv.peak > 1e8
     assert 1e8 < s.bandwidth.largest < 1e13  # bytes/s: somewhere between 0.1 GB/s and 10 TB/s
     kinds = {p["op"] for p in cal.points}
     assert kinds == {"matmul", "conv", "elementwise", "norm", "pool", "add", "gelu", "layernorm", "dwconv", "attention"}

@@ -9,7 +9,7 @@ import pytest
 from trimnet.cli.hardware import parse_flops, parse_latency, parse_rate
 from trimnet.cli.main import main
 from trimnet.errors import ConfigError
-from trimnet.hardware.calibrate import save_calibration
+from trimnet.hardware.calibration import save_calibration
 
 
 def _json(capsys, argv: list[str]) -> dict:

@@ -207,7 +207,7 @@ def _profile(args: argparse.Namespace, training: bool = False):
 
 def run_list(args: argparse.Namespace) -> int:
     from trimnet.hardware import PRECISIONS, load_catalog
-    from trimnet.hardware.calibrate import load_calibration
+    from trimnet.hardware.calibration import load_calibration
 
     _no_overrides(args)
     catalog = load_catalog(args.catalog)
@@ -244,7 +244,7 @@ def _tf(v: float | None) -> str:
 
 
 def _local_summary(cal) -> dict:
-    from trimnet.hardware.calibrate import summary
+    from trimnet.hardware.calibration import summary
 
     return {"path": cal.path, "created": cal.created, "machine": cal.machine, "quick": cal.quick,
             "seconds": cal.seconds, "series": summary(cal), "skipped": cal.skipped}
@@ -254,7 +254,7 @@ def _local_summary(cal) -> dict:
 
 def run_calibrate(args: argparse.Namespace) -> int:
     from trimnet.hardware import calibrate
-    from trimnet.hardware.calibrate import summary
+    from trimnet.hardware.calibration import summary
 
     _no_overrides(args)
     cal = calibrate(quick=args.quick, device=args.device, threads=args.threads, backends=_names(args.backends))

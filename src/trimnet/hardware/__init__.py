@@ -11,7 +11,8 @@ See docs/hardware.md.
 """
 
 from trimnet.hardware.accuracy import describe_error, predictor_error
-from trimnet.hardware.calibrate import Calibration, calibrate, load_calibration
+from trimnet.hardware.calibrate import calibrate
+from trimnet.hardware.calibration import Calibration, load_calibration
 from trimnet.hardware.catalog import PRECISIONS, Device, get_device, load_catalog
 from trimnet.hardware.estimate import Estimate, estimate
 from trimnet.hardware.recommend import Candidate, Recommendation, recommend

@@ -18,7 +18,7 @@ KIND = "trimnet.hardware.latency_prediction"
 
 
 def results_paths() -> list[Path]:
-    from trimnet.hardware.calibrate import cache_dir
+    from trimnet.hardware.calibration import cache_dir
 
     paths = []
     if os.environ.get(RESULTS_ENV):

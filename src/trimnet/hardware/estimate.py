@@ -200,7 +200,7 @@ def _catalog(profile, dev: Device, precision: str | None, batch: int, scale: flo
 
 def _local(profile, device: str, precision: str | None, batch: int, scale: float, backend: str | None,
            calibration, error: dict | None) -> Estimate:
-    from trimnet.hardware.calibrate import load_calibration
+    from trimnet.hardware.calibration import load_calibration
 
     cuda = device == "local-cuda"
     name, precision = parse_backend(backend or ("torch-cuda" if cuda else "torch"), precision)
@@ -216,6 +216,7 @@ def _local(profile, device: str, precision: str | None, batch: int, scale: float
     peak = max(series.matmul.peak, series.conv.peak)
     assumptions = {
         "source": "calibration", "calibration": cal.path, "calibrated": cal.created, "quick": cal.quick,
+        "clock": cal.clock,
         "machine": cal.machine.get("cpu") if not cuda else cal.machine.get("gpu"), "threads": cal.machine.get("threads"),
         "backend": name, "precision": precision, "peak_flops": peak,
         "bandwidth": series.bandwidth.largest, "call_overhead_s": series.call_s, "overhead_per_layer_s": series.layer_s,

@@ -4,9 +4,7 @@ Each operation is a kernel that models' layers are made of: matrix products and
 convolutions (fitted as GEMM-shaped efficiency curves), and the passes whose time follows the
 bytes they move or the work they do: ReLU, batch norm, max pooling, residual add, GELU,
 layer norm, depthwise convolution and scaled-dot-product attention. PyTorch runs them as
-function calls; ONNX backends run small ONNX graphs built directly with ``onnx.helper`` (no
-export), loaded through ``trimnet.runtime.load_runner`` with the options the benchmark harness
-uses.
+function calls (here); ONNX backends run them as small ONNX graphs (``onnx_graphs``).
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -140,24 +137,31 @@ CHAIN_REPEAT = 3  # copies of a shape-keeping GEMM in the graph that times it in
 
 # ---------------------------------------------------------------- timing
 
-def time_call(fn: Callable[[], object], seconds: float, *, min_reps: int = 5, max_reps: int = 5000) -> float:
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_call(fn: Callable[[], object], seconds: float, *, clock: str = "wall", min_reps: int = 5,
+              max_reps: int = 5000) -> float:
     """Median seconds per call of ``fn`` over about ``seconds`` of calls, after warm-up calls.
 
-    A call slower than the budget gets one warm-up and three timed runs, so a slow kernel
-    (bf16 emulated on a CPU without bf16 instructions) costs seconds, not minutes.
+    ``clock``: "wall" (elapsed time) or "cpu" (this process's CPU time: with one thread, the
+    time other processes' load cannot add to). A call slower than the budget gets one warm-up
+    and three timed runs, so a slow kernel (bf16 emulated on a CPU without bf16 instructions)
+    costs seconds, not minutes.
     """
-    t0 = time.perf_counter()
+    now = CLOCKS[clock]
+    t0 = now()
     fn()
-    if time.perf_counter() - t0 < seconds:
+    if now() - t0 < seconds:
         fn()
     else:
         min_reps = min(min_reps, 3)
     times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < seconds):
-        t0 = time.perf_counter()
+    start = now()
+    while len(times) < max_reps and (len(times) < min_reps or now() - start < seconds):
+        t0 = now()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(now() - t0)
     return float(np.median(times))
 
 
@@ -237,7 +241,7 @@ def tiny_chain(n: int) -> torch.nn.Module:
 CHAIN_INPUT = (1, 4, 4, 4)
 
 
-def torch_module_times(backend: str, threads: int | None, seconds: float) -> dict[str, float]:
+def torch_module_times(backend: str, threads: int | None, seconds: float, clock: str = "wall") -> dict[str, float]:
     """A 1-layer and a ``CHAIN_LENGTH``-layer ``tiny_chain`` run whole through a runner (``whole_1``,
     ``whole_N``), and the sums of their operators each timed alone as a function call (``alone_1``,
     ``alone_N``): the difference is what a layer costs inside a model beyond its kernel."""
@@ -251,7 +255,7 @@ def torch_module_times(backend: str, threads: int | None, seconds: float) -> dic
         runner = load_runner(backend, chain, x, check=False, **options)
         try:
             xn = x.numpy()
-            out[f"whole_{n}"] = time_call(lambda: runner.run(xn), seconds)
+            out[f"whole_{n}"] = time_call(lambda: runner.run(xn), seconds, clock=clock)
         finally:
             runner.close()
         calls = [_functional(layer) for layer in chain]
@@ -259,7 +263,8 @@ def torch_module_times(backend: str, threads: int | None, seconds: float) -> dic
             inputs = [x]
             for call in calls[:-1]:
                 inputs.append(call(inputs[-1]))
-            out[f"alone_{n}"] = sum(time_call(lambda c=c, h=h: c(h), seconds / n) for c, h in zip(calls, inputs))
+            out[f"alone_{n}"] = sum(time_call(lambda c=c, h=h: c(h), seconds / n, clock=clock)
+                                    for c, h in zip(calls, inputs))
     return out
 
 
@@ -279,111 +284,3 @@ def _functional(layer: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor
     if isinstance(layer, nn.GELU):
         return F.gelu
     return torch.relu
-
-
-# ---------------------------------------------------------------- ONNX backends
-
-def onnx_graph(op: Op | str, path: Path, repeat: int = 1) -> tuple[Path, tuple[int, ...]]:
-    """Write a small ONNX model running ``op`` ``repeat`` times in a chain (or ``"tiny"``: one Relu
-    on 4 values); return its path and input shape."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    inits: list = []
-    nodes: list = []
-
-    def const(name: str, value: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(value.astype(np.float32), name))
-        return name
-
-    def weight(name: str, *shape: int) -> str:
-        return const(name, rng.standard_normal(shape))
-
-    def node(kind: str, inputs: list[str], out: str, **attrs) -> None:
-        nodes.append(helper.make_node(kind, inputs, [out], **attrs))
-
-    if op == "tiny":
-        shape: tuple[int, ...] = (1, 4)
-        node("Relu", ["x"], "y")
-    else:
-        kind = op.kind
-        if repeat > 1 and not op.chains:
-            raise ValueError(f"{op.label()} is not timed in a chain")
-        shape = tuple(op.shape)
-        if kind == "matmul":
-            shape = op.shape[:2]
-            prev = "x"
-            for i in range(repeat):
-                out = "y" if i == repeat - 1 else f"h{i}"
-                node("MatMul", [prev, weight(f"w{i}", op.shape[1], op.shape[2])], out)
-                prev = out
-        elif kind in ("conv", "dwconv"):
-            b, cin, cout, hw, k, groups = op.shape
-            shape = (b, cin, hw, hw)
-            prev = "x"
-            for i in range(repeat):
-                out = "y" if i == repeat - 1 else f"h{i}"
-                node("Conv", [prev, weight(f"w{i}", cout, cin // groups, k, k)], out, pads=[k // 2] * 4, group=groups,
-                     kernel_shape=[k, k])
-                prev = out
-        elif kind == "norm":
-            c = op.shape[1]
-            node("BatchNormalization", ["x", weight("s", c), weight("b", c), weight("m", c),
-                                        const("v", np.abs(rng.standard_normal(c)) + 1)], "y")
-        elif kind == "pool":
-            node("MaxPool", ["x"], "y", kernel_shape=[2, 2], strides=[2, 2])
-        elif kind == "add":
-            node("Add", ["x", weight("c", *op.shape)], "y")
-        elif kind == "gelu":  # as the exporter writes it: x * 0.5 * (1 + erf(x / sqrt(2)))
-            node("Div", ["x", const("c_sqrt2", np.array(math.sqrt(2.0)))], "g0")
-            node("Erf", ["g0"], "g1")
-            node("Add", ["g1", const("c_one", np.array(1.0))], "g2")
-            node("Mul", ["x", "g2"], "g3")
-            node("Mul", ["g3", const("c_half", np.array(0.5))], "y")
-        elif kind == "layernorm":
-            d = op.shape[-1]
-            node("LayerNormalization", ["x", weight("s", d), weight("b", d)], "y", axis=-1)
-        elif kind == "attention":  # heads split off (B, N, H*E), softmax(q k^T / sqrt(e)) v, heads merged back
-            bh, n, e = op.shape
-            shape = (1, n, bh * e)
-            heads = numpy_helper.from_array(np.array([1, n, bh, e], dtype=np.int64), "heads")
-            merged = numpy_helper.from_array(np.array([1, n, bh * e], dtype=np.int64), "merged")
-            inits.extend([heads, merged])
-            for t in ("q", "k", "v"):
-                node("Reshape", ["x", "heads"], f"{t}0")
-                node("Transpose", [f"{t}0"], t, perm=[0, 2, 1, 3])
-            node("Transpose", ["k"], "kt", perm=[0, 1, 3, 2])
-            node("MatMul", ["q", "kt"], "s0")
-            node("Mul", ["s0", const("scale", np.array(1.0 / math.sqrt(e)))], "s1")
-            node("Softmax", ["s1"], "p", axis=-1)
-            node("MatMul", ["p", "v"], "o")
-            node("Transpose", ["o"], "o1", perm=[0, 2, 1, 3])
-            node("Reshape", ["o1", "merged"], "y")
-        else:
-            node("Relu", ["x"], "y")
-    graph = helper.make_graph(nodes, "calibration", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="trimnet")
-    model.ir_version = 9
-    onnx.save(model, str(path))
-    return path, shape
-
-
-def onnx_runner(backend: str, options: dict, op: Op | str, workdir: Path, repeat: int = 1):
-    """A runner of ``op``'s graph on ``backend`` (close it when done) and an input for it."""
-    from trimnet.runtime import load_runner
-
-    name = (op if isinstance(op, str) else op.label().replace(" ", "_")) + f"_x{repeat}"
-    path, shape = onnx_graph(op, workdir / f"{name}.onnx", repeat)
-    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
-    return load_runner(backend, None, torch.from_numpy(x), check=False, exported=path, **options), x
-
-
-def onnx_time(backend: str, options: dict, op: Op | str, workdir: Path, seconds: float) -> tuple[float, str]:
-    """Median seconds per ``runner.run`` of ``op``'s graph on ``backend``, and the precision that ran."""
-    runner, x = onnx_runner(backend, options, op, workdir)
-    try:
-        return time_call(lambda: runner.run(x), seconds), runner.precision
-    finally:
-        runner.close()

@@ -31,8 +31,11 @@ class FinetuneConfig:
     schedule: str = "cosine"  # none | cosine | step | onecycle
     weight_decay: float = 0.0
     distill: bool = True  # learn from the unpruned model's soft targets as well as the labels
-    temperature: float = 4.0
-    alpha: float = 0.7  # weight of the soft targets; 1 - alpha goes to the hard labels
+    # Soft targets as a regularizer beside the labels: on a heavily pruned model a short budget
+    # mostly relearns, and a large alpha at a high temperature slows that down (resnet20 on
+    # digits at 75 %: 87.6 % after 5 epochs with alpha 0.7, T 4; 95-98 % with 0.3, 2; 96-98 % without).
+    temperature: float = 2.0
+    alpha: float = 0.3  # weight of the soft targets; 1 - alpha goes to the hard labels
     keep: str = "last"  # last: the weights at the end of the schedule; best: the best validation epoch
     seed: int = 0
     device: str = "auto"

@@ -19,9 +19,12 @@ class LayerChange:
     removed_heads: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()
-                if v is not None and v != [] or k in ("name", "type")}
+        """Only what applies: a batch norm has no inputs entry, a conv no heads."""
+        out: dict[str, Any] = {"name": self.name, "type": self.type}
+        for key, value in asdict(self).items():
+            if key not in out and value not in (None, []):
+                out[key] = list(value) if isinstance(value, tuple) else value
+        return out
 
 
 @dataclass
