@@ -7,7 +7,7 @@ For each model: train it, then prune the trained weights at several channel rati
 - ``trimnet l1+kd``: the same pipeline ranking by filter L1 norm (isolates the criterion);
 - ``trimnet apoz`` (75 % only): APoZ fine-tuned on labels alone (isolates distillation);
 - ``..., round_to 1`` where Torch-Pruning's widths are not multiples of 8 (it does not
-  round by default), so the same widths are compared too;
+  round by default), so (nearly) the same widths are compared too;
 - ``torch-pruning l1``: ``tp.pruner.MagnitudePruner`` with ``MagnitudeImportance(p=1)``,
   its defaults otherwise, fine-tuned on labels alone with the same optimizer, epochs and
   batch size (``trimnet.optimize.finetune`` with ``distill=False``).
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
 
     digits = tn.load_dataset("digits")
     # at 90 % Torch-Pruning keeps int(64 * 0.1) = 6 channels where trimnet rounds to 8: a row
-    # with round_to 1 compares the same widths
+    # with round_to 1 compares (nearly) the same widths
     cnn_plan = rows([0.75], [kd, l1, plain, tp]) if q else (
         rows([0.5], [kd, l1, tp]) + rows([0.75], [kd, l1, plain, tp]) + rows([0.9], [kd, l1, tp], [(0.9, kd, 1)]))
     results = [run_model("digits CNN", digits, "cnn", {}, 4 if q else 15, cnn_plan,
@@ -205,15 +205,16 @@ def main(argv: list[str] | None = None) -> int:
     if not q:
         digits16 = tn.load_dataset("digits", image_size=16)
         results.append(run_model("resnet20, digits 16×16", digits16, "resnet20", {}, 10,
-                                 rows([0.5, 0.75], [kd, tp], [(0.75, kd, 1)]), FinetuneConfig(epochs=5),
-                                 15, log))
+                                 rows([0.5, 0.75], [kd, tp], [(0.75, kd, 1), (0.75, l1, 1)]),
+                                 FinetuneConfig(epochs=5), 15, log))
         cancer = tn.load_dataset("breast_cancer")
         results.append(run_model("breast_cancer MLP", cancer, "mlp", {}, 15,
                                  rows([0.5, 0.75, 0.9], [kd, l1, tp]), FinetuneConfig(epochs=5, batch_size=16),
                                  25, log))
     import torch_pruning
 
-    report = {"benchmark": "prune", "quick": q, "threads": args.threads, "seconds": round(time.perf_counter() - started),
+    seconds = round(time.perf_counter() - started)
+    report = {"benchmark": "prune", "quick": q, "threads": args.threads, "seconds": seconds,
               "environment": {"python": platform.python_version(), "torch": torch.__version__,
                               "torch_pruning": torch_pruning.__version__, "machine": platform.machine(),
                               "cpus": os.cpu_count()},

@@ -66,3 +66,12 @@ def test_cuda_is_refused_cleanly_without_a_gpu():
 def test_cuda_calibration(tmp_path):
     cal = calibrate(quick=True, device="cuda", point_seconds=0.005, path=tmp_path / "local-cuda.json")
     assert "torch-cuda/fp32" in cal.series and cal.machine["gpu"]
+
+
+def test_bad_calibration_options_are_refused():
+    with pytest.raises(ConfigError, match="threads=1"):
+        calibrate(clock="cpu", threads=2, save=False)
+    with pytest.raises(ConfigError, match="cannot calibrate backend"):
+        calibrate(backends=["tensorrt"], save=False)
+    with pytest.raises(ConfigError, match="cannot calibrate dtype"):
+        calibrate(dtypes=["fp8"], save=False)

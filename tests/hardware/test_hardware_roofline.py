@@ -107,3 +107,20 @@ def test_fits_recover_known_curves():
     ew = fit_pass([1e4, 1e6, 1e8], [1e-6 + 1e4 / 1e11, 1e-6 + 1e6 / 5e10, 1e-6 + 1e8 / 2e10])
     assert ew.rate(1e8) == pytest.approx(2e10, rel=0.02) and ew.rate(1e6) == pytest.approx(5e10, rel=0.05)
     assert ew.time(1e6) == pytest.approx(1e-6 + 1e6 / 5e10, rel=0.02)
+
+
+def test_layer_roles_from_the_profile():
+    from trimnet.hardware.roofline import role_of
+    from trimnet.profile import LayerProfile
+
+    def conv(cin, cout, k, groups, hw_in, hw_out):
+        return LayerProfile("c", "Conv2d", (1, cout, hw_out, hw_out), 0, cout * hw_out**2 * cin // groups * k * k, 0,
+                            0, 4 * cin * hw_in**2, 4 * cout * hw_out**2)
+
+    assert role_of(conv(32, 32, 3, 32, 16, 16)) == "dwconv"  # depthwise 3x3
+    assert role_of(conv(96, 96, 3, 96, 28, 14)) == "dwconv"  # depthwise, stride 2
+    assert role_of(conv(32, 16, 1, 1, 16, 16)) == "conv"  # pointwise: a short reduction, but not a kernel area
+    assert role_of(conv(1, 64, 3, 1, 8, 8)) == "conv"  # a 1-channel first layer: k = 9, input much smaller
+    relu = LayerProfile("r", "ReLU", (1, 8), 0, 0, 8, 0, 32, 32)
+    pool = LayerProfile("p", "AdaptiveAvgPool2d", (1, 8, 1, 1), 0, 0, 8, 0, 32, 32)
+    assert role_of(relu) == "simple_activation" and role_of(pool) == "elementwise"

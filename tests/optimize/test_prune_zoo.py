@@ -27,7 +27,7 @@ SMALL = {
     "vgg16_bn": ((1, 8, 8), {"width": 0.125, "hidden": 32, "pool_size": 1}),
     "mobilenetv2": ((3, 8, 8), {"width": 0.25}),
 }
-QUICK = {"cnn", "lenet5", "mlp", "transformer", "vgg16", "resnet20"}
+QUICK = {"cnn", "lenet5", "mlp", "transformer", "vgg16"}  # the others (ONNX export of deep nets) are slow
 # The share of parameters and MACs at most kept at ratio 0.5: a layer between two pruned
 # layers keeps a quarter, one next to the input or output half. BERT's encoder width is its
 # input's (no embedding layer), so only heads and MLP widths shrink there.

@@ -73,9 +73,10 @@ def test_openvino_static_int8_through_nncf(run_dir, tmp_path):
     with load_quantized(tmp_path / "q") as runner:
         assert runner.run(np.zeros((3, 1, 8, 8), np.float32)).shape == (3, 10)
     # the file carries the trimnet metadata, so the bench harness can read its input shape
+    from trimnet.bench import BenchConfig
+
     res = tn.benchmark(tmp_path / "q" / "model_int8.xml", backends=["openvino"],
-                       config=tn.benchmark.__globals__["BenchConfig"](min_time_s=0.01, max_time_s=0.1,
-                                                                      warmup_max_s=0.05, min_iters=2))
+                       config=BenchConfig(min_time_s=0.01, max_time_s=0.1, warmup_max_s=0.05, min_iters=2))
     assert res.results[0].status == "ok"
 
 
@@ -90,7 +91,9 @@ def test_dynamic_int8_quantizes_the_linear_layers_of_an_mlp(tmp_path):
     assert result.accuracy_drop <= 0.03
     saved = result.save(tmp_path / "q")
     assert runtime_model(saved)["file"] == "model_int8_dynamic.onnx"
-    assert tn.load_artifact(saved).class_names == data.class_names
+    art = tn.load_artifact(saved)
+    assert art.class_names == data.class_names
+    assert tn.evaluate(art).accuracy == pytest.approx(result.accuracy_before, abs=1e-6)  # it records its dataset
 
 
 def test_torch_bf16_saves_bf16_weights_and_loads_as_bf16(run_dir, tmp_path):

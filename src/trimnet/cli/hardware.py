@@ -272,7 +272,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     print(f"{cal.machine['cpu']}, {cal.machine['threads']} threads, torch {cal.machine['torch']}"
           + (f", {cal.machine['gpu']}" if cal.machine.get("gpu") else "") + f": {cal.seconds:.0f} s")
     print(common.format_table(["series", "call us", "layer us", "best matmul GFLOP/s", "best conv GFLOP/s",
-                               "fit matmul peak", "fit conv peak", "cache GB/s", "DRAM GB/s", "fit err % mm/conv"],
+                               "fit matmul peak", "fit conv peak", "GB/s at 1 MB", "DRAM GB/s", "fit err % mm/conv"],
                               rows))
     for what, why in cal.skipped.items():
         print(f"skipped {what}: {why}")

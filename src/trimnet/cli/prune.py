@@ -29,7 +29,8 @@ def add_parser(sub, name: str) -> None:
     amount = p.add_mutually_exclusive_group()
     amount.add_argument("--ratio", type=float, help="share of channels to remove, in (0, 1) (default 0.5)")
     amount.add_argument("--target-macs", type=float, help="share of the MACs to keep, in (0, 1)")
-    p.add_argument("--scope", choices=["per_layer", "global"], help="rank channels per layer (default) or across layers")
+    p.add_argument("--scope", choices=["per_layer", "global"],
+                   help="rank channels per layer (default) or across layers")
     p.add_argument("--round-to", type=int, help="keep widths multiples of this (default 8)")
     p.add_argument("--min-channels", type=int, help="never keep fewer channels in a layer (default 1)")
     p.add_argument("--ignore", action="append", metavar="MODULE",

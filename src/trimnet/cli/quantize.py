@@ -83,11 +83,12 @@ def _show(result, as_json: bool, accepted: bool) -> None:
     rows += [[f"batch {m.batch} (ms)", m.fp32_ms, m.lowp_ms, f"{m.speedup:.2f}x"] for m in result.latency]
     print(format_table(["", "fp32", result.precision, "change"], rows))
     parity = result.parity
-    print(f"\nparity with fp32 PyTorch: max |diff| {parity['max_abs']:.3g} ({parity['max_rel']:.2%} of max |output|), "
-          f"{'within' if parity['passed'] else 'OUTSIDE'} the {result.precision} tolerance")
+    sqnr = f"SQNR {parity['sqnr_db']:.1f} dB, " if parity.get("sqnr_db") is not None else ""
+    print(f"\nparity with fp32 PyTorch: {sqnr}max |diff| {parity['max_abs']:.3g} ({parity['max_rel']:.2%} of max "
+          f"|output|): {'passes' if parity['passed'] else 'FAILS'} {parity.get('criterion', '')}")
     if result.fuse:
         print(f"fused first: {result.fuse['summary']}")
-    if result.note:
+    if result.note and result.note != result.reason:
         print(f"note: {result.note}")
     print(f"kept {result.kept}: {result.reason}")
     if result.layers:

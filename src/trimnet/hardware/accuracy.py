@@ -1,8 +1,8 @@
 """How far to trust an estimate: the predictor's measured error, read from the benchmark's results.
 
 ``benchmarks/latency_prediction.py`` compares predicted with measured latency on this
-machine and writes ``latency_prediction.json``; it is looked for in ``$TRIMNET_PREDICTION_RESULTS``,
-then ``$TRIMNET_CACHE/latency_prediction.json``, then the source checkout's
+machine and writes ``latency_prediction.json``; it is read from ``$TRIMNET_PREDICTION_RESULTS``
+when that is set, else from ``$TRIMNET_CACHE/latency_prediction.json`` or the source checkout's
 ``benchmarks/results/``. Without one the error is "unknown", and every estimate says so.
 """
 
@@ -20,10 +20,9 @@ KIND = "trimnet.hardware.latency_prediction"
 def results_paths() -> list[Path]:
     from trimnet.hardware.calibration import cache_dir
 
-    paths = []
-    if os.environ.get(RESULTS_ENV):
-        paths.append(Path(os.environ[RESULTS_ENV]).expanduser())
-    paths.append(cache_dir() / "latency_prediction.json")
+    if os.environ.get(RESULTS_ENV):  # an explicit choice: only that file
+        return [Path(os.environ[RESULTS_ENV]).expanduser()]
+    paths = [cache_dir() / "latency_prediction.json"]
     paths.append(Path(__file__).resolve().parents[3] / "benchmarks" / "results" / "latency_prediction.json")
     return paths
 
@@ -44,10 +43,14 @@ def predictor_error(machine: dict | None = None) -> dict[str, Any]:
         out = {"status": "measured", "within_10": summary.get("within_10"), "within_20": summary.get("within_20"),
                "median_abs_error": summary.get("median_abs_error"), "configurations": summary.get("configurations"),
                "measured_on": measured_on.get("cpu"), "threads": measured_on.get("threads"),
-               "measured": data.get("created"), "source": str(path)}
+               "load_average": data.get("load_average_before"), "measured": data.get("created"),
+               "source": str(path)}
+        cpu = (data.get("cpu_time_check") or {}).get("summary")
+        if cpu:  # the same comparison in CPU time, one thread: what other processes' load cannot move
+            out["cpu_time"] = {k: cpu.get(k) for k in ("within_10", "within_20", "median_abs_error", "configurations")}
         if machine is not None:
-            same = all(measured_on.get(k) == machine.get(k) for k in ("cpu", "usable_cores", "threads"))
-            out["same_machine"] = same
+            out["same_machine"] = all(measured_on.get(k) == machine.get(k) for k in ("cpu", "usable_cores"))
+            out["same_threads"] = measured_on.get("threads") == machine.get("threads")
         return out
     return {"status": "unknown",
             "reason": "no latency_prediction.json found; run benchmarks/latency_prediction.py to measure the "
@@ -58,11 +61,19 @@ def describe_error(error: dict[str, Any]) -> str:
     """One line for tables: how far estimates of this kind have been from measurements."""
     if error.get("status") != "measured":
         return "predictor error on this machine: unknown (" + error.get("reason", "not measured") + ")"
-    line = (f"predictor error measured on {error.get('measured_on')} ({error.get('threads')} threads), "
-            f"{error.get('configurations')} configurations: {_pct(error.get('within_10'))} within ±10 %, "
-            f"{_pct(error.get('within_20'))} within ±20 %, median |error| {_pct(error.get('median_abs_error'))}")
+    load = error.get("load_average")
+    line = (f"predictor error measured on {error.get('measured_on')} ({error.get('threads')} threads"
+            + (f", load average {load[0]:g}" if load else "") + f"), {error.get('configurations')} configurations: "
+            f"{_pct(error.get('within_10'))} within ±10 %, {_pct(error.get('within_20'))} within ±20 %, "
+            f"median |error| {_pct(error.get('median_abs_error'))}")
+    cpu = error.get("cpu_time")
+    if cpu:
+        line += (f"; in CPU time (one thread, unaffected by load): {_pct(cpu.get('within_20'))} within ±20 %, "
+                 f"median |error| {_pct(cpu.get('median_abs_error'))}")
     if error.get("same_machine") is False:
         line += " (a different machine from this one)"
+    elif error.get("same_threads") is False:
+        line += " (at a different thread count from this estimate's)"
     return line
 
 

@@ -192,7 +192,7 @@ def _native_bf16(machine: dict) -> bool:
 
 
 def _rounds(calls: list, seconds: float, rounds: int, clock: str) -> list[float]:
-    """Each call timed in ``rounds`` interleaved passes; the fastest pass's median is kept (noise only adds)."""
+    """Each call timed in ``rounds`` interleaved passes; the fastest pass is kept (noise only adds)."""
     best = [float("inf")] * len(calls)
     for _ in range(rounds):
         for i, fn in enumerate(calls):

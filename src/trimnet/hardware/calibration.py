@@ -90,6 +90,13 @@ class Calibration:
                               + f"; calibrated: {have}{fix}")
         return self.series[key]
 
+    def best_flops(self, backend: str, dtype: str) -> float | None:
+        """The highest FLOP/s any calibrated matmul or convolution reached on this series: a measured peak."""
+        key = f"{backend}/{dtype}"
+        rates = [p["flops"] / p["seconds"] for p in self.points
+                 if p["series"] == key and p["op"] in ("matmul", "conv") and p["seconds"] > 0]
+        return max(rates) if rates else None
+
     def bandwidth(self) -> float:
         """Main-memory bandwidth (read + write bytes/s) of PyTorch's largest elementwise pass."""
         first = self.series.get("torch/fp32") or self.series.get("torch-cuda/fp32") or next(iter(self.series.values()))
@@ -191,6 +198,6 @@ def summary(cal: Calibration) -> list[dict[str, Any]]:
         rows.append({"series": key, "call_us": s.call_s * 1e6, "layer_us": s.layer_s * 1e6,
                      "matmul_peak_gflops": s.matmul.peak / 1e9, "matmul_fit_error": s.matmul.error,
                      "conv_peak_gflops": s.conv.peak / 1e9, "conv_fit_error": s.conv.error,
-                     "dram_gbs": s.bandwidth.largest / 1e9, "cache_gbs": max(s.bandwidth.rates) / 1e9,
+                     "dram_gbs": s.bandwidth.largest / 1e9, "cache_gbs": s.bandwidth(1e6) / 1e9,  # 1 MB moved
                      "borrowed": s.borrowed})
     return rows

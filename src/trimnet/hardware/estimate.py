@@ -213,7 +213,10 @@ def _local(profile, device: str, precision: str | None, batch: int, scale: float
     byte_scale = _byte_scale(profile, precision) if precision in BYTES_PER_ELEMENT else 1.0
     layers = [_local_layer(w, series, name) for w in _works(profile, scale, byte_scale)]
     latency = series.call_s + sum(layer.time_s for layer in layers)
-    peak = max(series.matmul.peak, series.conv.peak)
+    # utilization against the best FLOP/s a calibrated kernel reached (the fitted asymptotes can
+    # run past anything measured); kernels borrowed from another series use that one's points
+    source = (series.borrowed or series.key).split("/")
+    peak = cal.best_flops(*source) or max(series.matmul.peak, series.conv.peak)
     assumptions = {
         "source": "calibration", "calibration": cal.path, "calibrated": cal.created, "quick": cal.quick,
         "clock": cal.clock,

@@ -142,12 +142,14 @@ CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time
 
 def time_call(fn: Callable[[], object], seconds: float, *, clock: str = "wall", min_reps: int = 5,
               max_reps: int = 5000) -> float:
-    """Median seconds per call of ``fn`` over about ``seconds`` of calls, after warm-up calls.
+    """Seconds per call of ``fn``: the lower quartile of about ``seconds`` of calls, after warm-up calls.
 
-    ``clock``: "wall" (elapsed time) or "cpu" (this process's CPU time: with one thread, the
-    time other processes' load cannot add to). A call slower than the budget gets one warm-up
-    and three timed runs, so a slow kernel (bf16 emulated on a CPU without bf16 instructions)
-    costs seconds, not minutes.
+    The lower quartile rather than the median because other processes only ever add time: on a
+    quiet machine the two differ by a few percent, on a loaded one the median drifts with the
+    load. ``clock``: "wall" (elapsed time) or "cpu" (this process's CPU time: with one thread,
+    the time other processes cannot add to). A call slower than the budget gets one warm-up and
+    three timed runs, so a slow kernel (bf16 emulated on a CPU without bf16 instructions) costs
+    seconds, not minutes.
     """
     now = CLOCKS[clock]
     t0 = now()
@@ -162,7 +164,7 @@ def time_call(fn: Callable[[], object], seconds: float, *, clock: str = "wall", 
         t0 = now()
         fn()
         times.append(now() - t0)
-    return float(np.median(times))
+    return float(np.percentile(times, 25))
 
 
 # ---------------------------------------------------------------- PyTorch

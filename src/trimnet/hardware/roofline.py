@@ -105,10 +105,12 @@ def role_of(layer: "LayerProfile") -> str:
         if "Conv" not in layer.type:
             return "matmul"
         out = math.prod(layer.output_shape) if layer.output_shape else 0
-        # depthwise: a short reduction (one input channel per group: k = kernel area) over an input
-        # about as large as the output; a 1- or 3-channel first layer has a short reduction too,
-        # but an input much smaller than its output
-        if out and layer.macs / (out * max(layer.calls, 1)) <= 49 and layer.input_bytes >= 0.5 * layer.output_bytes:
+        # depthwise: the reduction is one input channel per group, so k is the kernel area (3x3,
+        # 5x5, 7x7), over an input as large as the output (x4 at stride 2); a 1-channel first layer
+        # has k = 9 too, but an input much smaller than its output
+        k = layer.macs / (out * max(layer.calls, 1)) if out else 0
+        ratio = layer.input_bytes / layer.output_bytes if layer.output_bytes else 0
+        if round(k) in (9, 25, 49) and abs(k - round(k)) < 1e-9 and 0.5 <= ratio <= 4.5:
             return "dwconv"
         return "conv"
     if layer.type in NORMS:
@@ -121,8 +123,8 @@ def role_of(layer: "LayerProfile") -> str:
         return "activation"
     if "Residual" in layer.type:
         return "add"
-    if "Pool" in layer.type:
-        return "pool"
+    if "Pool" in layer.type and "AdaptiveAvg" not in layer.type:
+        return "pool"  # (global average pooling is a reduction: an elementwise pass over its input)
     if layer.type in FREE or (layer.flops == 0 and layer.bytes == 0):
         return "free"
     return "elementwise"

@@ -96,7 +96,9 @@ def prune(model: nn.Module, data: Any, config: PruneConfig | None = None, *, inp
             if accuracy:
                 row["accuracy_finetuned"] = accuracy(work)
         record.history.append(row)
-        log.info("prune step %d/%d: %s", step, cfg.steps, row)
+        log.info("prune step %d/%d: %.0f%% of channels gone, %s MACs, %s params%s", step, cfg.steps, 100 * share,
+                 f"{macs:,}", f"{params:,}", "".join(f", {k.replace('_', ' ')} {row[k]:.4f}" for k in
+                                                     ("accuracy_pruned", "accuracy_finetuned") if k in row))
     record.macs, record.params = (macs0, macs), (params0, params)
     if accuracy:
         record.accuracy["pruned"] = record.history[-1]["accuracy_pruned"]

@@ -125,6 +125,9 @@ def _dataset(data: Dataset | None, source: dict) -> Dataset:
             source["normalization"] = data.normalization
         if not source["in_shape"]:
             source["in_shape"] = list(data.in_shape)
+        if not source["meta"].get("data") and "seed" in data.info:  # as tn.train records it: eval can reload it
+            source["meta"] = {**source["meta"], "kind": data.kind,
+                              "data": {"source": data.name, **{k: v for k, v in data.info.items() if k != "origin"}}}
         return data
     if source["meta"].get("data"):
         from trimnet.artifact import load_artifact
