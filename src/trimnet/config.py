@@ -212,6 +212,15 @@ def apply_overrides(data: dict, overrides: list[tuple[str, str]]) -> dict:
     return data
 
 
+def merge(base: dict, update: dict) -> dict:
+    """``update`` laid over ``base``, section by section (a model's ``options`` are replaced whole)."""
+    out = dict(base)
+    for k, v in update.items():
+        nested = isinstance(v, dict) and isinstance(out.get(k), dict) and k != "options"
+        out[k] = merge(out[k], v) if nested else v
+    return out
+
+
 def _deepcopy(d: Any) -> Any:
     if isinstance(d, dict):
         return {k: _deepcopy(v) for k, v in d.items()}

@@ -314,11 +314,11 @@ def _firing(result) -> dict:
 
 def load_pipeline_config(path: str | None, overrides: list[tuple[str, str]], *, out: str | None = None,
                          train_from: str | None = None) -> PipelineConfig:
-    from trimnet.config import apply_overrides, from_dict, load_yaml, to_dict
+    from trimnet.config import apply_overrides, from_dict, load_yaml, merge, to_dict
 
     base = to_dict(PipelineConfig())
     if path:
-        base = _merge(base, load_yaml(path))
+        base = merge(base, load_yaml(path))
     pairs = [(k, v) for k, v in (("out", out), ("train_from", train_from)) if v is not None]
     data = apply_overrides(apply_overrides(base, pairs), overrides)
     cfg = from_dict(PipelineConfig, data)
@@ -327,12 +327,6 @@ def load_pipeline_config(path: str | None, overrides: list[tuple[str, str]], *, 
     cfg.validate()
     return cfg
 
-
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "options" else v
-    return out
 
 
 def summary_table(summary: dict) -> list[list[Any]]:

@@ -25,14 +25,14 @@ def add_parser(sub, name: str) -> None:
 
 
 def resolve_config(args: argparse.Namespace):
-    from trimnet.config import RunConfig, apply_overrides, from_dict, load_yaml, to_dict
+    from trimnet.config import RunConfig, apply_overrides, from_dict, load_yaml, merge, to_dict
 
     base = to_dict(RunConfig())
     if args.resume:
         saved = Path(args.resume) / "config.yaml"
-        base = _merge(base, load_yaml(saved))
+        base = merge(base, load_yaml(saved))
     if args.config:
-        base = _merge(base, load_yaml(args.config))
+        base = merge(base, load_yaml(args.config))
     shorthand = [(k, v) for k, v in (("data.source", args.data), ("model.name", args.model),
                                       ("out", args.resume or args.out)) if v is not None]
     data = apply_overrides(base, shorthand)
@@ -44,12 +44,6 @@ def resolve_config(args: argparse.Namespace):
     cfg.validate()
     return cfg
 
-
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "options" else v
-    return out
 
 
 def run(args: argparse.Namespace) -> int:
