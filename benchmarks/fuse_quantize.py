@@ -1,12 +1,17 @@
 """Fusion and lower precision, side by side: eager vs fused eager vs each runtime at fp32 / bf16 / int8.
 
 Two models: the digits CNN (trained here: 15 epochs of ``tn.train``, test accuracy per
-configuration) and ResNet-18 at 224x224 (random weights, speed only). Every configuration
-of a model is loaded first, then timed round-robin: each round runs a few calls of every
-configuration, in a rotating order, so load on a shared machine hits all of them alike;
-a configuration's latency is the median over rounds, and a speedup is the median over
-rounds of the per-round ratio. Quantized models come from ``tn.quantize`` (NNCF for
-OpenVINO INT8, ``quantize_static`` QDQ for onnxruntime INT8), fused ones from ``tn.fuse``.
+configuration) and ResNet-18 at 224x224 (random weights, speed only). Configurations are
+timed in two groups, PyTorch first (eager, fused eager, fused bf16), then the runtimes
+(onnxruntime and OpenVINO at fp32, bf16, int8): onnxruntime's and OpenVINO's worker threads,
+once they exist in the process, slow PyTorch's next calls by up to 2x on two cores. Within
+a group, configurations run round-robin: each round runs about 50 ms of every
+configuration, in a rotating order, so load on a shared machine hits all of them alike; a
+latency is the median over rounds, a speedup within a group the median of per-round
+ratios, across groups the ratio of medians. Eager fusion is also measured A/B on one
+thread (immune to another process taking a core). Quantized models come from
+``tn.quantize`` (NNCF for OpenVINO INT8, ``quantize_static`` QDQ for onnxruntime INT8),
+fused ones from ``tn.fuse``.
 
     python benchmarks/fuse_quantize.py [--threads 2] [--epochs 15] [--budget 8] [--skip-resnet]
 
@@ -60,21 +65,26 @@ def runner_config(name: str, backend: str, precision: str, runner, note: str = "
     return Config(name, backend, precision, runner.run, ran=ran, note=note, close=runner.close)
 
 
-def configs_for(model: nn.Module, data: Dataset, threads: int, calibration: int, tmp: Path,
-                bench_batches: tuple[int, ...], fast_calibration: bool) -> tuple[list[Config], dict]:
-    """Every configuration of ``model``: eager, fused eager, torch bf16, onnxruntime and OpenVINO at each precision."""
-    example = data.x_test[:2].float()
-    t0 = time.perf_counter()
-    fused = fuse(model, example_inputs=example, inputs=data.x_test[:16]).model
-    info: dict = {"fuse_s": time.perf_counter() - t0}
-    with quiet_export_logs():
-        onnx_path = export_onnx_file(fused, tmp / "fused.onnx", example)
+def torch_configs(model: nn.Module, fused: nn.Module, example: torch.Tensor, threads: int) -> list[Config]:
+    """Eager, fused eager and fused eager in bf16."""
     out = [
         runner_config("eager", "torch", "fp32", load_runner("torch", model, example, check=False, threads=threads)),
         runner_config("eager, fused", "torch", "fp32", load_runner("torch", fused, example, check=False, threads=threads)),
         runner_config("eager, fused", "torch", "bf16",
                       load_runner("torch", LowPrecision(fused, torch.bfloat16).eval(), example, check=False,
                                   threads=threads)),
+    ]
+    out[2].ran = "bf16"
+    return out
+
+
+def runtime_configs(model: nn.Module, fused: nn.Module, data: Dataset, threads: int, calibration: int, tmp: Path,
+                    bench_batches: tuple[int, ...], fast_calibration: bool) -> tuple[list[Config], dict]:
+    """onnxruntime and OpenVINO at fp32 (the fused export), bf16 (OpenVINO's hint) and INT8 (``tn.quantize``)."""
+    example = data.x_test[:2].float()
+    with quiet_export_logs():
+        onnx_path = export_onnx_file(fused, tmp / "fused.onnx", example)
+    out = [
         runner_config("onnxruntime", "onnxruntime", "fp32",
                       load_runner("onnxruntime", None, example, exported=onnx_path, check=False, threads=threads)),
         runner_config("openvino", "openvino", "fp32",
@@ -84,7 +94,6 @@ def configs_for(model: nn.Module, data: Dataset, threads: int, calibration: int,
                       load_runner("openvino", None, example, exported=onnx_path, check=False, threads=threads,
                                   precision="bf16")),
     ]
-    out[2].ran = "bf16"
     quantized = {}
     for backend in ("onnxruntime", "openvino"):
         cfg = QuantizeConfig("int8", backend=backend, calibration=calibration, keep_slower=True, threads=threads,
@@ -98,8 +107,7 @@ def configs_for(model: nn.Module, data: Dataset, threads: int, calibration: int,
         runner = result.runner(threads=threads)
         out.append(Config(backend, backend, "int8", runner.run, ran="int8", close=runner.close,
                           note=f"{result.details['int8_layers']}/{result.details['layers']} layers int8"))
-    info["quantize"] = quantized
-    return out, info
+    return out, {"quantize": quantized}
 
 
 def accuracy(run: Callable, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -115,22 +123,21 @@ def round_robin(configs: list[Config], x: np.ndarray, budget_s: float, min_round
     emulated on a CPU without bf16 instructions) is timed in the first round only, so that
     it does not eat the budget of the others.
     """
-    calls, first = {}, {}
-    for c in configs:  # first call (lazy allocation, compilation; an upper bound that sizes the rounds)
+    calls, warm = {}, {}
+    for c in configs:
+        c.run(x)  # first call: lazy allocation, kernel selection, compilation
         t0 = time.perf_counter()
-        c.run(x)
-        first[id(c)] = time.perf_counter() - t0
-        calls[id(c)] = max(1, min(10, int(0.05 / max(first[id(c)], 1e-6))))
-    typical = statistics.median(first.values())
-    slow = {id(c) for c in configs if first[id(c)] > 10 * typical}
+        c.run(x)  # a warm call sizes the rounds and spots the very slow ones
+        warm[id(c)] = time.perf_counter() - t0
+        calls[id(c)] = max(1, min(10, int(0.05 / max(warm[id(c)], 1e-6))))
+    typical = statistics.median(warm.values())
+    slow = {id(c) for c in configs if warm[id(c)] > 10 * typical}
     start, r = time.perf_counter(), 0
     while r < min_rounds or (time.perf_counter() - start < budget_s and r < 200):
         order = configs[r % len(configs):] + configs[:r % len(configs)]
         for c in order:
             if r > 0 and id(c) in slow:
                 continue
-            if r == 0 and id(c) not in slow:
-                c.run(x)  # one warm call after the first
             times = []
             for _ in range(calls[id(c)]):
                 t0 = time.perf_counter_ns()
@@ -145,34 +152,58 @@ def ratio(a: Config, b: Config, batch: int) -> float:
     return statistics.median(x / y for x, y in zip(a.rounds[batch], b.rounds[batch]))
 
 
+def time_group(configs: list[Config], data: Dataset, batches: tuple[int, ...], budget_s: float,
+               with_accuracy: bool) -> None:
+    if with_accuracy:
+        for c in configs:
+            c.accuracy = accuracy(c.run, data.x_test, data.y_test)
+    for batch in batches:
+        reps = -(-batch // len(data.x_test))
+        x = np.ascontiguousarray(data.x_test.repeat(reps, *[1] * (data.x_test.dim() - 1))[:batch].numpy())
+        print(f"   timing batch {batch}: {', '.join(f'{c.name} {c.precision}' for c in configs)} "
+              f"(~{budget_s:.0f} s)", flush=True)
+        round_robin(configs, x, budget_s)
+    for c in configs:
+        c.close()
+
+
+def speedup(a: Config, b: Config, batch: int, paired: bool) -> float:
+    """a's latency / b's: paired rounds within a group, medians across groups."""
+    if paired:
+        return ratio(a, b, batch)
+    return statistics.median(a.rounds[batch]) / statistics.median(b.rounds[batch])
+
+
 def run_model(label: str, model: nn.Module, data: Dataset, batches: tuple[int, ...], threads: int, calibration: int,
               budget_s: float, with_accuracy: bool) -> dict:
-    print(f"\n== {label}: building configurations", flush=True)
+    """PyTorch configurations are timed first, alone in the process: onnxruntime's spinning workers and
+    OpenVINO's threads, once they exist, slow PyTorch's next calls by up to 2x on two cores."""
+    print(f"\n== {label}", flush=True)
+    t0 = time.perf_counter()
+    fused = fuse(model, example_inputs=data.x_test[:2].float(), inputs=data.x_test[:16]).model
+    info: dict = {"fuse_s": time.perf_counter() - t0}
+    group_a = torch_configs(model, fused, data.x_test[:2].float(), threads)
+    time_group(group_a, data, batches, budget_s, with_accuracy)
+    info["fusion_speedup_eager_1_thread"] = fusion_one_thread(model, fused, data, batches)
     with tempfile.TemporaryDirectory(prefix="trimnet-fq-") as tmp:
         # random-weight ResNet-18 is timed only: NNCF's fast bias correction halves its calibration time
-        configs, info = configs_for(model, data, threads, calibration, Path(tmp), batches,
-                                    fast_calibration=not with_accuracy)
-        if with_accuracy:
-            for c in configs:
-                c.accuracy = accuracy(c.run, data.x_test, data.y_test)
-        for batch in batches:
-            reps = -(-batch // len(data.x_test))
-            x = np.ascontiguousarray(data.x_test.repeat(reps, *[1] * (data.x_test.dim() - 1))[:batch].numpy())
-            print(f"   timing batch {batch} ({len(configs)} configurations, ~{budget_s:.0f} s)", flush=True)
-            round_robin(configs, x, budget_s)
-        for c in configs:
-            c.close()
-    eager, fused, ov32 = configs[0], configs[1], next(c for c in configs if c.name == "openvino" and c.precision == "fp32")
+        group_b, more = runtime_configs(model, fused, data, threads, calibration, Path(tmp), batches,
+                                        fast_calibration=not with_accuracy)
+        info.update(more)
+        time_group(group_b, data, batches, budget_s, with_accuracy)
+    configs = group_a + group_b
+    eager, fused_c = group_a[0], group_a[1]
+    ov32 = next(c for c in group_b if c.name == "openvino" and c.precision == "fp32")
     rows = []
     for c in configs:
         rows.append({"config": c.name, "backend": c.backend, "precision": c.precision, "ran": c.ran, "note": c.note,
                      "accuracy": c.accuracy,
                      "latency_ms": {b: statistics.median(c.rounds[b]) for b in batches},
-                     "speedup_vs_eager": {b: ratio(eager, c, b) for b in batches},
-                     "speedup_vs_openvino_fp32": {b: ratio(ov32, c, b) for b in batches},
+                     "speedup_vs_eager": {b: speedup(eager, c, b, c in group_a) for b in batches},
+                     "speedup_vs_openvino_fp32": {b: speedup(ov32, c, b, c in group_b) for b in batches},
                      "rounds": {b: len(c.rounds[b]) for b in batches}})
     out = {"model": label, "batches": list(batches), "configs": rows, **info,
-           "fusion_speedup_eager": {b: ratio(eager, fused, b) for b in batches}}
+           "fusion_speedup_eager": {b: ratio(eager, fused_c, b) for b in batches}}
     if with_accuracy:
         base = eager.accuracy
         ok = [r for r in rows if r["precision"] != "fp32" and r["accuracy"] is not None and base - r["accuracy"] <= 0.005]
@@ -181,6 +212,20 @@ def run_model(label: str, model: nn.Module, data: Dataset, batches: tuple[int, .
             "config": f"{r['config']} {r['precision']}", "accuracy": r["accuracy"],
             "speedup_vs_openvino_fp32": r["speedup_vs_openvino_fp32"][b]} for b, r in best.items()}
     return out
+
+
+def fusion_one_thread(model: nn.Module, fused: nn.Module, data: Dataset, batches: tuple[int, ...]) -> dict[int, float]:
+    """Eager before/after fusion, A/B interleaved on one thread (``trimnet.bench.compare``).
+
+    On a shared 2-core machine, PyTorch's two-thread eager latency jumps by 10-100x whenever
+    another process takes a core (its parallel regions wait for the descheduled thread);
+    one thread is immune to that, so this figure is the steady one."""
+    from trimnet.bench import BenchConfig, compare
+
+    cfg = BenchConfig(threads=1, min_iters=5, min_time_s=2.0, max_time_s=15.0, warmup_max_s=1.0)
+    res = compare(model, fused, data.x_test[:max(batches)].float(), backend_a="torch", batch_sizes=list(batches),
+                  config=cfg)
+    return {r.batch: 1.0 / r.ratio for r in res.results}
 
 
 def digits_cnn(epochs: int, threads: int) -> tuple[nn.Module, Dataset, float]:
@@ -257,10 +302,12 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2, default=str) + "\n")
     for r in results:
-        print(f"\n### {r['model']} ({args.threads} threads, median ms; speedups: median of per-round ratios)\n")
+        print(f"\n### {r['model']} ({args.threads} threads, median ms; speedups: median of per-round ratios within "
+              "a group (PyTorch; runtimes), ratio of medians across)\n")
         print(table(r))
         fusion = ", ".join(f"batch {b}: {v:.2f}x" for b, v in r["fusion_speedup_eager"].items())
-        print(f"\nfusion alone, eager: {fusion} (target >= 1.2x)")
+        one = ", ".join(f"batch {b}: {v:.2f}x" for b, v in r["fusion_speedup_eager_1_thread"].items())
+        print(f"\nfusion alone, eager: {fusion}; on 1 thread (A/B interleaved): {one} (target >= 1.2x)")
         for b, best in (r.get("best_lower_precision") or {}).items():
             if best:
                 print(f"best lower precision within 0.5 points, batch {b}: {best['config']} at "
