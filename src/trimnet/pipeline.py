@@ -214,13 +214,24 @@ def _benchmark(model, result, data, cfg: PipelineConfig) -> tuple[list[dict], li
     if len(x) < max(batches):
         x = x.repeat((max(batches) + len(x) - 1) // len(x), *[1] * (x.dim() - 1))[:max(batches)]
     rows = []
-    for label, m in (("original", model), ("winner (fp32 module)", result.model)):
-        bench = tn.benchmark(m, x, backends=backends, batch_sizes=batches, config=bench_cfg)
-        for r in bench.results:
-            if r.status != "ok":
-                continue
+
+    def add(label: str, r) -> None:
+        if r.status == "ok":
             rows.append({"backend": r.backend, "model": label, "batch": r.batch, "p50_ms": r.latency_ms["p50"],
                          "p90_ms": r.latency_ms["p90"], "p99_ms": r.latency_ms["p99"], "throughput": r.throughput})
+
+    for label, m in (("original", model), ("winner (fp32 module)", result.model)):
+        for r in tn.benchmark(m, x, backends=backends, batch_sizes=batches, config=bench_cfg).results:
+            add(label, r)
+    if result.quantized is not None:  # the winner as it ships: its lower-precision model on its backend
+        from trimnet.bench.harness import BackendSpec, measure_runner
+
+        with result.quantized.runner() as runner:
+            for batch in batches:
+                add("winner", measure_runner(runner, x[:batch].numpy(), bench_cfg, BackendSpec.parse(result.best.backend)))
+    else:
+        rows += [{**r, "model": "winner"} for r in rows
+                 if r["model"] == "winner (fp32 module)" and r["backend"] == result.best.backend]
     return rows, []
 
 
@@ -252,26 +263,31 @@ def _summary(cfg, art, prof, result, hardware, hardware_note, train_time, backen
                 return r[key]
         return None
 
+    def figures(backend: str, model: str, fallback=None) -> dict:
+        """Latency p50/p99 at the target batch and throughput at the throughput batch, all from the
+        benchmark stage (measured side by side); the search's own figure where the stage has none."""
+        p50 = at(backend, model, b, "p50_ms")
+        return {"p50_ms": p50 if p50 is not None else getattr(fallback, "latency_ms", None),
+                "p99_ms": at(backend, model, b, "p99_ms") if p50 is not None else getattr(fallback, "p99_ms", None),
+                "throughput": at(backend, model, tb, "throughput")}
+
     tgt, b, tb = cfg.optimize.target_backend, cfg.optimize.batch, cfg.optimize.throughput_batch
     model_file = "model.onnx" if (out / "best" / "model.onnx").exists() else "model.safetensors"
+    original_size = _file_size(art.path / "model.safetensors")
     rows = [
         {"name": "original (fp32, PyTorch eager)", "test_accuracy": result.original_test_accuracy, "macs": prof.macs,
-         "params": prof.params, "size_bytes": _file_size(art.path / "model.safetensors"),
-         "p50_ms": at("torch", "original", b, "p50_ms"), "p99_ms": at("torch", "original", b, "p99_ms"),
-         "throughput": at("torch", "original", tb, "throughput"), "speedup": None},
+         "params": prof.params, "size_bytes": original_size, **figures("torch", "original")},
         {"name": f"original on {tgt} (fp32)", "test_accuracy": result.original_test_accuracy, "macs": prof.macs,
-         "params": prof.params, "size_bytes": _file_size(art.path / "model.safetensors"),
-         "p50_ms": orig.latency_ms, "p99_ms": orig.p99_ms,
-         "throughput": at(tgt, "original", tb, "throughput"), "speedup": 1.0},
+         "params": prof.params, "size_bytes": original_size, **figures(tgt, "original", orig)},
         {"name": f"winner: {best.description}", "winner": True, "test_accuracy": result.test_accuracy,
          "macs": best.macs, "params": best.params, "size_bytes": _file_size(out / "best" / model_file),
-         "p50_ms": best.latency_ms, "p99_ms": best.p99_ms,
-         "throughput": at(best.backend, "winner (fp32 module)", tb, "throughput") if best.precision == "fp32" else None,
-         "speedup": result.speedup},
+         **figures(best.backend, "winner", best)},
     ]
-    eager = rows[0]["p50_ms"]  # speedups are against what a user starts from: the model in PyTorch eager
+    # speedups are against what a user starts from: the model in PyTorch eager
+    eager_ms, eager_tput = rows[0]["p50_ms"], rows[0]["throughput"]
     for row in rows:
-        row["speedup"] = eager / row["p50_ms"] if eager and row["p50_ms"] else None
+        row["speedup"] = eager_ms / row["p50_ms"] if eager_ms and row["p50_ms"] else None
+        row["throughput_speedup"] = row["throughput"] / eager_tput if eager_tput and row["throughput"] else None
     firing = _firing(result)
     return {
         "title": f"{art.meta.get('arch', 'model')} on {art.meta.get('data', {}).get('source', cfg.data.source)}",
@@ -330,6 +346,22 @@ def load_pipeline_config(path: str | None, overrides: list[tuple[str, str]], *, 
 
 
 def summary_table(summary: dict) -> list[list[Any]]:
-    return [[r["name"], r["test_accuracy"], r["macs"], r["params"], r["size_bytes"], r["p50_ms"], r["p99_ms"],
-             r["throughput"], r["speedup"]] for r in summary["summary_rows"]]
+    """Rows for the printed summary: accuracy in %, size in KiB, speedups as '24.7x'."""
+    def pct(v):
+        return None if v is None else f"{100 * v:.2f} %"
+
+    def times(v):
+        return None if v is None else f"{v:.1f}x"
+
+    def ms(v):
+        return None if v is None else float(f"{v:.3g}")
+
+    return [[r["name"], pct(r["test_accuracy"]), r["macs"], r["params"],
+             None if r["size_bytes"] is None else f"{r['size_bytes'] / 1024:,.0f} KiB", ms(r["p50_ms"]),
+             ms(r["p99_ms"]), None if r["throughput"] is None else round(r["throughput"]), times(r["speedup"]),
+             times(r.get("throughput_speedup"))] for r in summary["summary_rows"]]
+
+
+SUMMARY_HEADERS = ["model", "test acc", "MACs", "params", "size", "p50 ms", "p99 ms", "samples/s", "x latency",
+                   "x throughput"]
 

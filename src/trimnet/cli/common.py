@@ -68,12 +68,17 @@ def format_table(headers: list[str], rows: list[list[Any]]) -> str:
     """A plain, aligned text table (numbers right-aligned)."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    numeric = [all(isinstance(r[i], (int, float)) or r[i] is None for r in rows) for i in range(len(headers))]
+    numeric = [all(_numeric(r[i]) for r in rows) for i in range(len(headers))]
 
     def line(values: list[str]) -> str:
         return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def _numeric(v: Any) -> bool:
+    """Numbers, blanks and figures with a unit ("99.33 %", "24.7x", "77 KiB") align right."""
+    return v is None or isinstance(v, (int, float)) or (isinstance(v, str) and v[:1].isdigit())
 
 
 def _cell(v: Any) -> str:

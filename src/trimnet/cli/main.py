@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    # our progress at INFO; other libraries' INFO chatter (onnxruntime's quantizer, NNCF) stays off the screen
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
+    logging.getLogger("trimnet").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     if args.command is None:
         parser.print_help()
         return 2

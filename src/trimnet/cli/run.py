@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from trimnet.config import to_dict
-    from trimnet.pipeline import load_pipeline_config, run_pipeline, summary_table
+    from trimnet.pipeline import SUMMARY_HEADERS, load_pipeline_config, run_pipeline, summary_table
 
     cfg = load_pipeline_config(args.config, args.overrides, out=args.out, train_from=args.train_from)
     if args.print_config:
@@ -36,11 +36,10 @@ def run(args: argparse.Namespace) -> int:
                     **{k: result.summary[k] for k in ("original", "winner", "summary_rows", "stages", "total_seconds")}})
         return 0
     print()
-    print(format_table(["model", "test acc", "MACs", "params", "bytes", "p50 ms", "p99 ms", "samples/s", "speedup"],
-                       summary_table(result.summary)))
+    print(format_table(SUMMARY_HEADERS, summary_table(result.summary)))
     t = result.summary["target"]
-    print(f"\nlatency at batch {t['batch']}, throughput at batch {t['throughput_batch']}; speedup against the "
-          "original in PyTorch eager")
+    print(f"\nlatency at batch {t['batch']}, throughput at batch {t['throughput_batch']}, measured side by side; "
+          "x: against the original in PyTorch eager")
     print(" · ".join(f"{s['name']} {s['seconds']:.1f}s" for s in result.summary["stages"]),
           f"· total {result.summary['total_seconds']:.0f}s")
     print(f"winner: {result.out / 'best'}" + (f"   report: {result.report}" if result.report else ""))

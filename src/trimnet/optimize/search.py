@@ -24,10 +24,12 @@ import dataclasses
 import hashlib
 import json
 import logging
+import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -87,6 +89,7 @@ class Candidate:
     latency_ms: float | None = None  # p50 at the target batch
     p99_ms: float | None = None
     throughput: float | None = None  # samples/s at the target batch
+    sweep_latency_ms: float | None = None  # finalists: the sweep's own figure, before the side-by-side round
     accepted: bool = False
     verdict: str = ""
     seconds: float = 0.0
@@ -185,19 +188,25 @@ def optimize(model: nn.Module, data: Dataset, config: OptimizeConfig | None = No
 
     from trimnet.optimize.fuse import fuse
 
+    precisions = _precisions(cfg.precisions, backends, say)
     fused: dict[str, nn.Module] = {}
+    not_lower: set[str] = set()  # precision@backend that ran fp32 anyway on this machine
     for key, m in structures.items():
         fused[key] = fuse(m).model.eval()
         for backend in backends:
-            for precision in cfg.precisions:
+            for precision in precisions[backend]:
                 if out_of_time():
                     break
                 label = f"{key}/fused/{precision}@{backend}"
+                if f"{precision}@{backend}" in not_lower:
+                    continue
                 if precision == "fp32":
                     c = _measure_fp32(fused[key], label, key, backend, cfg, x_val, y_val, example, cache)
                 else:
                     c = _measure_lowp(fused[key], data, label, key, precision, backend, cfg, cache)
-                if c is None:
+                if isinstance(c, str):  # why it is not a candidate on this machine
+                    say(f"{precision} on {backend}: {c}; not a candidate")
+                    not_lower.add(f"{precision}@{backend}")
                     continue
                 c.description = _describe(key, precision, backend)
                 c.accepted = c.val_accuracy is not None and c.val_accuracy >= floor and c.latency_ms is not None
@@ -205,6 +214,8 @@ def optimize(model: nn.Module, data: Dataset, config: OptimizeConfig | None = No
                 say(f"{c.description}: validation accuracy {c.val_accuracy:.4f}, "
                     f"{c.latency_ms if c.latency_ms is not None else float('nan'):.3f} ms")
 
+    if not out_of_time():
+        _final_round(candidates, original, model, fused, data, cfg, example, say)
     _mark(candidates, original, floor)
     best = next(c for c in candidates if c.winner)
     winner_model = fused.get(best.structure, model) if not best.original else model
@@ -245,7 +256,75 @@ def _mark(candidates: list[Candidate], original: Candidate, floor: float) -> Non
         elif c.val_accuracy is not None and c.val_accuracy < floor:
             c.verdict = "over the accuracy budget"
         elif c.latency_ms is not None and best.latency_ms is not None:
-            c.verdict = f"{c.latency_ms / best.latency_ms:.2f}x the winner's latency"
+            # like with like: a finalist against the final round, the others against the sweep
+            ref = best.latency_ms if c.sweep_latency_ms is not None else (best.sweep_latency_ms or best.latency_ms)
+            c.verdict = f"{c.latency_ms / ref:.2f}x the winner's latency"
+
+
+FINALISTS = 6  # at most this many accepted candidates are timed again, side by side with the original
+FINALIST_SPREAD = 3.0  # ... those within this factor of the fastest sweep latency
+
+
+def _final_round(candidates: list[Candidate], original: Candidate, model: nn.Module, fused: dict[str, nn.Module],
+                 data: Dataset, cfg: OptimizeConfig, example: torch.Tensor, say: Callable[[str], None]) -> None:
+    """Time the original and the fastest accepted candidates again, interleaved in rounds.
+
+    Each candidate of the sweep is timed alone, one after another, so load that comes and
+    goes on a shared machine can swap two close candidates. The finalists' latencies are
+    replaced by the median of per-round medians measured side by side, which is what the
+    winner is then chosen on (and compared with the original on).
+    """
+    from trimnet.runtime import load_runner
+
+    ok = sorted((c for c in candidates if c.accepted and not c.original and c.latency_ms is not None),
+                key=lambda c: c.latency_ms)
+    if not ok:
+        return
+    ok = [c for c in ok if c.latency_ms <= FINALIST_SPREAD * ok[0].latency_ms][:FINALISTS]
+    finalists = [original, *ok]
+    runners = []
+    try:
+        for c in finalists:
+            if c.original:
+                runners.append(load_runner(c.backend, model, example))
+            elif c.precision == "fp32":
+                runners.append(load_runner(c.backend, fused[c.structure], example))
+            else:
+                with _quiet("trimnet.optimize.quantize", "trimnet.optimize.fuse"):
+                    q = _quantize(fused[c.structure], data, c.precision, c.backend, cfg, split="val")
+                runners.append(q.runner())
+        rounds = _interleaved(runners, example.numpy(), seconds=max(0.5, cfg.bench_time_s) * 1.5 * len(finalists))
+    finally:
+        for r in runners:
+            r.close()
+    for c, times in zip(finalists, rounds):
+        c.sweep_latency_ms = c.latency_ms
+        c.latency_ms = statistics.median(times)
+    say("finalists timed side by side: " + "; ".join(f"{c.description} {c.latency_ms:.3f} ms" for c in finalists))
+
+
+def _interleaved(runners: list, x: np.ndarray, seconds: float, min_rounds: int = 5) -> list[list[float]]:
+    """Per runner, the median ms of each round; every round runs each runner ~20 ms, in a rotating order."""
+    prepared = [r.prepare(x) for r in runners]
+    calls = []
+    for r, p in zip(runners, prepared):
+        for _ in range(3):
+            r.call(p)  # warm
+        t0 = time.perf_counter()
+        r.call(p)
+        calls.append(max(1, min(200, int(0.02 / max(time.perf_counter() - t0, 1e-6)))))
+    times: list[list[float]] = [[] for _ in runners]
+    start, k, n = time.perf_counter(), 0, len(runners)
+    while k < min_rounds or time.perf_counter() - start < seconds:
+        for i in [(k + j) % n for j in range(n)]:
+            call, p, ts = runners[i].call, prepared[i], []
+            for _ in range(calls[i]):
+                t0 = time.perf_counter_ns()
+                call(p)
+                ts.append(time.perf_counter_ns() - t0)
+            times[i].append(statistics.median(ts) / 1e6)
+        k += 1
+    return times
 
 
 def _describe(structure: str, precision: str, backend: str) -> str:
@@ -312,7 +391,8 @@ def _quantize(model: nn.Module, data: Dataset, precision: str, backend: str, cfg
 
 
 def _measure_lowp(model: nn.Module, data: Dataset, label: str, structure: str, precision: str, backend: str,
-                  cfg: OptimizeConfig, cache: "_Cache") -> Candidate | None:
+                  cfg: OptimizeConfig, cache: "_Cache") -> Candidate | str:
+    """The candidate, or why this precision does not run lower on this backend here."""
     from trimnet.errors import TrimnetError
 
     hit = cache.get(label, cfg, model)
@@ -321,13 +401,12 @@ def _measure_lowp(model: nn.Module, data: Dataset, label: str, structure: str, p
     t0 = time.perf_counter()
     example = data.x_test[:cfg.batch].float()
     try:
-        q = _quantize(model, data, precision, backend, cfg, split="val")
+        with _quiet("trimnet.optimize.quantize", "trimnet.optimize.fuse"):
+            q = _quantize(model, data, precision, backend, cfg, split="val")
     except TrimnetError as why:  # this precision does not run on this backend here: not a candidate
-        log.info("%s skipped: %s", label, why)
-        return None
+        return str(why)
     if q.kept != precision:  # the runtime ran fp32 anyway: nothing new to measure
-        log.info("%s skipped: %s", label, q.reason)
-        return None
+        return q.reason or "the runtime ran fp32"
     with q.runner() as runner:
         timing = _latency(runner, example, backend, cfg)
     c = Candidate(name=label, description=label, structure=structure, precision=precision, backend=backend,
@@ -353,13 +432,42 @@ def _pruned(model: nn.Module, data: Dataset, criterion: str, ratio: float, cfg: 
             return art.model, art.meta.get("prune_record", {})
     pcfg = PruneConfig(criterion=criterion, ratio=ratio,
                        finetune=FinetuneConfig(epochs=cfg.finetune_epochs, seed=cfg.seed))
-    result = prune(model, data, pcfg)
+    with _quiet("trimnet.train", "trimnet.prune"):
+        result = prune(model, data, pcfg)
     record = result.to_dict()
     if where is not None:
         save_artifact(result.model, where, in_shape=data.in_shape, class_names=data.class_names,
                       normalization=data.normalization,
                       extra={"search_settings": settings, "prune_record": record, "kind": data.kind})
     return result.model.eval(), record
+
+
+def _precisions(asked: list[str], backends: list[str], say: Callable[[str], None]) -> dict[str, list[str]]:
+    """Per backend, the asked precisions that have a method there (fp32 always)."""
+    from trimnet.optimize.quantize import METHODS
+
+    out = {}
+    for backend in backends:
+        out[backend] = [p for p in asked if p == "fp32" or f"{p}:{backend}" in METHODS]
+        missing = [p for p in asked if p not in out[backend]]
+        if missing:
+            say(f"precisions on {backend}: {', '.join(out[backend])} ({', '.join(missing)}: no method for {backend})")
+    return out
+
+
+@contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    """Inside the search, the passes' per-epoch and per-step INFO lines are noise; -v keeps them."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        if lg.getEffectiveLevel() == logging.INFO:
+            lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def _fingerprint(model: nn.Module) -> str:
