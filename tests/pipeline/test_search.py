@@ -3,7 +3,7 @@ import torch
 
 import trimnet as tn
 from trimnet.errors import ConfigError
-from trimnet.optimize.search import Candidate, OptimizeConfig, _interleaved, _mark, optimize
+from trimnet.optimize.search import Candidate, OptimizeConfig, _mark, optimize
 from trimnet.report.plots import pareto_front
 
 
@@ -25,27 +25,6 @@ def test_never_slower_than_the_original():
     cs = [orig, cand("a", 0.99, 1.2)]
     _mark(cs, orig, floor=0.98)
     assert orig.winner and not cs[1].winner
-
-
-class SleepRunner:
-    def __init__(self, seconds):
-        self.seconds = seconds
-
-    def prepare(self, x):
-        return x
-
-    def call(self, x):
-        import time
-
-        time.sleep(self.seconds)
-
-
-def test_finalists_are_timed_in_interleaved_rounds():
-    slow, fast = SleepRunner(0.004), SleepRunner(0.001)
-    rounds = _interleaved([slow, fast], x=None, seconds=0.3, min_rounds=5)
-    assert len(rounds[0]) == len(rounds[1]) >= 5  # every round times every runner
-    assert min(rounds[0]) > max(rounds[1])
-    assert 3.5 < sorted(rounds[0])[len(rounds[0]) // 2] < 8
 
 
 def test_pareto_front():

@@ -293,38 +293,16 @@ def _final_round(candidates: list[Candidate], original: Candidate, model: nn.Mod
                 with _quiet("trimnet.optimize.quantize", "trimnet.optimize.fuse"):
                     q = _quantize(fused[c.structure], data, c.precision, c.backend, cfg, split="val")
                 runners.append(q.runner())
-        rounds = _interleaved(runners, example.numpy(), seconds=max(0.5, cfg.bench_time_s) * 1.5 * len(finalists))
+        from trimnet.bench.rounds import rounds
+
+        timed = rounds(runners, example.numpy(), seconds=max(0.5, cfg.bench_time_s) * 1.5 * len(finalists))
     finally:
         for r in runners:
             r.close()
-    for c, times in zip(finalists, rounds):
+    for c, times in zip(finalists, timed):
         c.sweep_latency_ms = c.latency_ms
         c.latency_ms = statistics.median(times)
     say("finalists timed side by side: " + "; ".join(f"{c.description} {c.latency_ms:.3f} ms" for c in finalists))
-
-
-def _interleaved(runners: list, x: np.ndarray, seconds: float, min_rounds: int = 5) -> list[list[float]]:
-    """Per runner, the median ms of each round; every round runs each runner ~20 ms, in a rotating order."""
-    prepared = [r.prepare(x) for r in runners]
-    calls = []
-    for r, p in zip(runners, prepared):
-        for _ in range(3):
-            r.call(p)  # warm
-        t0 = time.perf_counter()
-        r.call(p)
-        calls.append(max(1, min(200, int(0.02 / max(time.perf_counter() - t0, 1e-6)))))
-    times: list[list[float]] = [[] for _ in runners]
-    start, k, n = time.perf_counter(), 0, len(runners)
-    while k < min_rounds or time.perf_counter() - start < seconds:
-        for i in [(k + j) % n for j in range(n)]:
-            call, p, ts = runners[i].call, prepared[i], []
-            for _ in range(calls[i]):
-                t0 = time.perf_counter_ns()
-                call(p)
-                ts.append(time.perf_counter_ns() - t0)
-            times[i].append(statistics.median(ts) / 1e6)
-        k += 1
-    return times
 
 
 def _describe(structure: str, precision: str, backend: str) -> str:
