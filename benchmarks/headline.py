@@ -6,7 +6,9 @@ For the digits CNN and the breast_cancer MLP:
   3. Torch-Pruning's L1 magnitude pruner (same fine-tuning epochs) at 50 / 75 / 87.5 %, each on its
      best fp32 backend (the largest ratio within 0.5 test points of the original is marked);
   4. trimnet's winner (`tn.optimize`, target onnxruntime, batch 1).
-Batch-1 latency (p50) and batch-256 throughput, measured with trimnet's bench harness.
+Batch-1 latency and batch-256 throughput. PyTorch eager is timed first and alone (other runtimes'
+threads slow it once they exist in the process); then each runtime in turn times its models in
+the same interleaved rounds (``trimnet.bench.rounds``): the median of per-round medians.
 
     python benchmarks/headline.py [--quick]
 """
@@ -14,17 +16,20 @@ Batch-1 latency (p50) and batch-256 throughput, measured with trimnet's bench ha
 from __future__ import annotations
 
 import argparse
+import gc
 import copy
 import json
-import platform
+import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import trimnet as tn
-from trimnet.bench.config import BenchConfig
-from trimnet.bench.harness import BackendSpec, measure_runner
+from trimnet.bench.env import describe_environment
+from trimnet.bench.rounds import rounds
+from trimnet.runtime import load_runner
 from trimnet.optimize.finetune import FinetuneConfig, finetune
 from trimnet.optimize.search import OptimizeConfig, optimize
 from trimnet.train.evaluate import accuracy_and_loss
@@ -34,29 +39,22 @@ CASES = {"digits-cnn": ("digits", "cnn", {}, 15, 64), "breast_cancer-mlp": ("bre
 EXPORT_BACKENDS = ["onnxruntime", "openvino"]
 
 
-def measure(model, data, backends, bench: BenchConfig) -> dict[str, dict]:
-    """Per backend: p50 ms at batch 1 and samples/s at batch 256."""
-    x = data.x_test
+def batches(data) -> dict[int, np.ndarray]:
+    x = data.x_test.float()
     x256 = x.repeat((256 + len(x) - 1) // len(x), *[1] * (x.dim() - 1))[:256]
-    out = {}
-    for backend in backends:
-        res = tn.benchmark(model, x256, backends=[backend], batch_sizes=[1, 256], config=bench)
-        ok = {m.batch: m for m in res.results if m.status == "ok"}
-        if 1 in ok and 256 in ok:
-            out[backend] = {"batch1_p50_ms": ok[1].latency_ms["p50"], "batch256_samples_per_s": ok[256].throughput}
+    return {1: np.ascontiguousarray(x[:1].numpy()), 256: np.ascontiguousarray(x256.numpy())}
+
+
+def time_side_by_side(named_runners: list[tuple[str, object]], data, seconds: float) -> dict[str, dict]:
+    """Batch-1 p50 (median of per-round medians) and batch-256 samples/s, every runner in the same rounds."""
+    out = {name: {} for name, _ in named_runners}
+    runners = [r for _, r in named_runners]
+    for batch, x in batches(data).items():
+        timed = rounds(runners, x, seconds=seconds, slice_s=0.1)
+        for (name, _), t in zip(named_runners, timed):
+            ms = statistics.median(t)
+            out[name]["batch1_p50_ms" if batch == 1 else "batch256_samples_per_s"] = ms if batch == 1 else 256e3 / ms
     return out
-
-
-def best_of(measured: dict[str, dict]) -> tuple[str, dict]:
-    return max(measured.items(), key=lambda kv: kv[1]["batch256_samples_per_s"])
-
-
-def runner_figures(runner, backend: str, data, bench: BenchConfig) -> dict:
-    x = data.x_test
-    x256 = x.repeat((256 + len(x) - 1) // len(x), *[1] * (x.dim() - 1))[:256]
-    m1 = measure_runner(runner, x[:1].numpy(), bench, BackendSpec.parse(backend))
-    m256 = measure_runner(runner, x256.numpy(), bench, BackendSpec.parse(backend))
-    return {"batch1_p50_ms": m1.latency_ms["p50"], "batch256_samples_per_s": m256.throughput}
 
 
 def torch_pruning_l1(model, data, ratio: float, epochs: int):
@@ -70,7 +68,7 @@ def torch_pruning_l1(model, data, ratio: float, epochs: int):
     return model.cpu().eval()
 
 
-def run_case(name: str, quick: bool, bench: BenchConfig, log) -> dict:
+def run_case(name: str, quick: bool, seconds: float, log) -> dict:
     source, arch, options, epochs, batch = CASES[name]
     data = tn.load_dataset(source)
     torch.manual_seed(0)
@@ -79,46 +77,64 @@ def run_case(name: str, quick: bool, bench: BenchConfig, log) -> dict:
     model.eval()
     acc0 = accuracy_and_loss(model, data.x_test, data.y_test)[0]
     log(f"{name}: trained, test accuracy {acc0:.4f}")
-    rows = []
-    eager = measure(model, data, ["torch"], bench)["torch"]
-    rows.append({"what": "original, PyTorch eager", "backend": "torch", "test_accuracy": acc0, **eager})
-    backend, fig = best_of(measure(model, data, EXPORT_BACKENDS, bench))
-    rows.append({"what": "original, exported (best fp32 runtime)", "backend": backend, "test_accuracy": acc0, **fig})
+    example = data.x_test[:1].float()
+    # PyTorch eager first and alone: once onnxruntime's or OpenVINO's worker threads exist in the
+    # process (the search below creates them), PyTorch's own calls get slower on two cores
+    eager_runner = load_runner("torch", model, example, check=False)
+    eager = time_side_by_side([("eager", eager_runner)], data, seconds)["eager"]
+    eager_runner.close()
+    rows = [{"what": "original, PyTorch eager", "backend": "torch", "test_accuracy": acc0, **eager}]
 
     ft_epochs = 5
-    tp_rows = []
+    tp_models = []
     for ratio in ([0.5, 0.75] if quick else [0.5, 0.75, 0.875]):
         m = torch_pruning_l1(model, data, ratio, ft_epochs)
         acc = accuracy_and_loss(m, data.x_test, data.y_test)[0]
         log(f"  torch-pruning L1 {ratio:.0%}: test accuracy {acc:.4f}")
-        backend, fig = best_of(measure(m, data, EXPORT_BACKENDS, bench))
-        tp_rows.append({"what": f"Torch-Pruning L1 {ratio:.0%} (best fp32 runtime)", "backend": backend,
-                        "test_accuracy": acc, "ratio": ratio, **fig})
-    # the one "at the same accuracy": the largest ratio within 0.5 points of the original
-    within = [r for r in tp_rows if r["test_accuracy"] >= acc0 - 0.005]
-    for r in tp_rows:
-        r["within_half_point"] = r in within
-        r["same_accuracy_pick"] = bool(within) and r is within[-1]
-    rows += tp_rows
+        tp_models.append((ratio, m, acc))
 
     cfg = OptimizeConfig(finetune_epochs=ft_epochs, criteria=["apoz", "l1"],
                          ratios=[0.5, 0.75] if quick else [0.5, 0.75, 0.875], backends=["openvino"])
     result = optimize(model, data, cfg, progress=lambda m: log("  " + m))
     best = result.best
-    if result.quantized is not None:
-        with result.quantized.runner() as runner:
-            fig = runner_figures(runner, best.backend, data, bench)
-    else:
-        fig = measure(result.model, data, [best.backend], bench)[best.backend]
+
+    # then one runtime at a time, its models in the same interleaved rounds: the original and each
+    # Torch-Pruning model (the faster runtime is reported) and, on its runtime, the winner as it
+    # ships. Runtimes are not mixed within rounds: on two cores one runtime's spinning worker
+    # threads slow the next runtime's calls.
+    figs = {}
+    for backend in EXPORT_BACKENDS:
+        named = [(f"original@{backend}", load_runner(backend, model, example, check=False))]
+        named += [(f"tp{ratio}@{backend}", load_runner(backend, m, example, check=False)) for ratio, m, _ in tp_models]
+        if best.backend == backend:
+            named.append(("winner", result.quantized.runner() if result.quantized is not None
+                          else load_runner(backend, result.model, example, check=False)))
+        try:
+            figs.update(time_side_by_side(named, data, seconds))
+        finally:
+            for _, r in named:
+                r.close()
+            del named
+            gc.collect()
+
+    def best_backend(prefix: str) -> tuple[str, dict]:
+        return max(((b, figs[f"{prefix}@{b}"]) for b in EXPORT_BACKENDS), key=lambda kv: kv[1]["batch256_samples_per_s"])
+
+    backend, fig = best_backend("original")
+    rows.append({"what": "original, exported (best fp32 runtime)", "backend": backend, "test_accuracy": acc0, **fig})
+    within = [ratio for ratio, _, acc in tp_models if acc >= acc0 - 0.005]
+    for ratio, _, acc in tp_models:
+        backend, fig = best_backend(f"tp{ratio}")
+        rows.append({"what": f"Torch-Pruning L1 {ratio:.0%} (best fp32 runtime)", "backend": backend,
+                     "test_accuracy": acc, "ratio": ratio, "within_half_point": ratio in within,
+                     "same_accuracy_pick": bool(within) and ratio == within[-1], **fig})
     rows.append({"what": f"trimnet winner: {best.description}", "backend": best.backend,
-                 "test_accuracy": result.test_accuracy, **fig})
+                 "test_accuracy": result.test_accuracy, **figs["winner"]})
     base = rows[0]
     for r in rows:
-        if r.get("batch1_p50_ms"):
-            r["batch1_speedup_vs_eager"] = base["batch1_p50_ms"] / r["batch1_p50_ms"]
-            r["batch256_speedup_vs_eager"] = r["batch256_samples_per_s"] / base["batch256_samples_per_s"]
-    return {"case": name, "rows": rows, "optimize_seconds": result.seconds,
-            "test_samples": len(data.y_test)}
+        r["batch1_speedup_vs_eager"] = base["batch1_p50_ms"] / r["batch1_p50_ms"]
+        r["batch256_speedup_vs_eager"] = r["batch256_samples_per_s"] / base["batch256_samples_per_s"]
+    return {"case": name, "rows": rows, "optimize_seconds": result.seconds, "test_samples": len(data.y_test)}
 
 
 def main() -> None:
@@ -127,12 +143,10 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     torch.set_num_threads(2)
-    bench = BenchConfig(min_time_s=0.5 if args.quick else 1.5, max_time_s=5.0, threads=2)
     started = time.perf_counter()
-    cases = [run_case(name, args.quick, bench, print) for name in CASES]
-    result = {"benchmark": "headline", "threads": 2, "torch": torch.__version__,
-              "machine": platform.processor() or platform.machine(), "seconds": time.perf_counter() - started,
-              "cases": cases}
+    cases = [run_case(name, args.quick, 2.0 if args.quick else 8.0, print) for name in CASES]
+    result = {"benchmark": "headline", "threads": 2, "seconds": time.perf_counter() - started,
+              "environment": describe_environment(2), "cases": cases}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     for case in cases:
@@ -143,12 +157,9 @@ def main() -> None:
             acc = f"{100 * r['test_accuracy']:.2f} %" if r["test_accuracy"] is not None else "-"
             if r.get("same_accuracy_pick"):
                 acc += " (largest ratio within 0.5 pt)"
-            if r.get("batch1_p50_ms"):
-                print(f"| {r['what']} | {r['backend']} | {acc} | {r['batch1_p50_ms']:.3f} | "
-                      f"{r['batch256_samples_per_s']:,.0f} | {r['batch1_speedup_vs_eager']:.1f}× | "
-                      f"{r['batch256_speedup_vs_eager']:.1f}× |")
-            else:
-                print(f"| {r['what']} | - | {acc} | - | - | - | - |")
+            print(f"| {r['what']} | {r['backend']} | {acc} | {r['batch1_p50_ms']:.3f} | "
+                  f"{r['batch256_samples_per_s']:,.0f} | {r['batch1_speedup_vs_eager']:.1f}× | "
+                  f"{r['batch256_speedup_vs_eager']:.1f}× |")
 
 
 if __name__ == "__main__":

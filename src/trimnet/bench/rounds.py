@@ -16,8 +16,11 @@ def rounds(runners: Sequence[Any], x: Any, seconds: float, min_rounds: int = 5, 
            max_calls: int = 200) -> list[list[float]]:
     """Time ``runners`` (``prepare(x)`` / ``call(prepared)``) on ``x`` in interleaved rounds.
 
-    Each round runs every runner for about ``slice_s`` (at least one call), starting from a
-    different runner each round; it stops after ``seconds`` once ``min_rounds`` are done.
+    Each round runs every runner for about ``slice_s`` (at least one timed call), starting
+    from a different runner each round; it stops after ``seconds`` once ``min_rounds`` are
+    done. Each slice starts with one untimed call: the runner before it may leave worker
+    threads spinning (onnxruntime, OpenVINO), which on a 2-core machine slows the first call
+    that follows by up to 2x whichever runtime it is.
     """
     prepared = [r.prepare(x) for r in runners]
     calls = []
@@ -32,6 +35,7 @@ def rounds(runners: Sequence[Any], x: Any, seconds: float, min_rounds: int = 5, 
     while k < min_rounds or time.perf_counter() - start < seconds:
         for i in [(k + j) % n for j in range(n)]:
             call, p, ts = runners[i].call, prepared[i], []
+            call(p)  # settle
             for _ in range(calls[i]):
                 t0 = time.perf_counter_ns()
                 call(p)

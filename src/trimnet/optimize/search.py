@@ -204,9 +204,11 @@ def optimize(model: nn.Module, data: Dataset, config: OptimizeConfig | None = No
                     c = _measure_fp32(fused[key], label, key, backend, cfg, x_val, y_val, example, cache)
                 else:
                     c = _measure_lowp(fused[key], data, label, key, precision, backend, cfg, cache)
-                if isinstance(c, str):  # why it is not a candidate on this machine
-                    say(f"{precision} on {backend}: {c}; not a candidate")
-                    not_lower.add(f"{precision}@{backend}")
+                if isinstance(c, _Skip):
+                    say(f"{precision} on {backend}: {c.why}; not a candidate" +
+                        ("" if c.backend_wide else f" ({_describe(key, precision, backend)})"))
+                    if c.backend_wide:  # the same for every structure: do not try again
+                        not_lower.add(f"{precision}@{backend}")
                     continue
                 c.description = _describe(key, precision, backend)
                 c.accepted = c.val_accuracy is not None and c.val_accuracy >= floor and c.latency_ms is not None
@@ -369,8 +371,8 @@ def _quantize(model: nn.Module, data: Dataset, precision: str, backend: str, cfg
 
 
 def _measure_lowp(model: nn.Module, data: Dataset, label: str, structure: str, precision: str, backend: str,
-                  cfg: OptimizeConfig, cache: "_Cache") -> Candidate | str:
-    """The candidate, or why this precision does not run lower on this backend here."""
+                  cfg: OptimizeConfig, cache: "_Cache") -> "Candidate | _Skip":
+    """The candidate, or why it is not one."""
     from trimnet.errors import TrimnetError
 
     hit = cache.get(label, cfg, model)
@@ -378,13 +380,17 @@ def _measure_lowp(model: nn.Module, data: Dataset, label: str, structure: str, p
         return hit
     t0 = time.perf_counter()
     example = data.x_test[:cfg.batch].float()
+    from trimnet.optimize.quantize import AccuracyDropError, ParityMismatch
+
     try:
         with _quiet("trimnet.optimize.quantize", "trimnet.optimize.fuse"):
             q = _quantize(model, data, precision, backend, cfg, split="val")
-    except TrimnetError as why:  # this precision does not run on this backend here: not a candidate
-        return str(why)
+    except (ParityMismatch, AccuracyDropError) as why:  # this model at this precision: not a candidate
+        return _Skip(str(why), backend_wide=False)
+    except TrimnetError as why:  # this precision does not run on this backend here (missing tool, ...)
+        return _Skip(str(why), backend_wide=True)
     if q.kept != precision:  # the runtime ran fp32 anyway: nothing new to measure
-        return q.reason or "the runtime ran fp32"
+        return _Skip(q.reason or "the runtime ran fp32", backend_wide=True)
     with q.runner() as runner:
         timing = _latency(runner, example, backend, cfg)
     c = Candidate(name=label, description=label, structure=structure, precision=precision, backend=backend,
@@ -418,6 +424,12 @@ def _pruned(model: nn.Module, data: Dataset, criterion: str, ratio: float, cfg: 
                       normalization=data.normalization,
                       extra={"search_settings": settings, "prune_record": record, "kind": data.kind})
     return result.model.eval(), record
+
+
+@dataclass
+class _Skip:
+    why: str
+    backend_wide: bool  # True: no model would run lower on this backend here (no tool, no bf16 in this CPU)
 
 
 def _precisions(asked: list[str], backends: list[str], say: Callable[[str], None]) -> dict[str, list[str]]:
