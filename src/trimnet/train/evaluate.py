@@ -146,7 +146,9 @@ def predict(model: Any, inputs: np.ndarray | torch.Tensor, *, normalize: bool = 
             batch_size: int = 1024, class_names: list[str] | None = None) -> Predictions:
     """Class predictions for raw ``inputs`` (normalized as in training when the model is an artifact)."""
     model, artifact = _resolve(model)
-    x = torch.as_tensor(np.asarray(inputs, dtype=np.float32))
+    # canonical strides: numpy can hand over (N, 1, H, W) with a stride on the size-1 axis that
+    # makes PyTorch pick another conv kernel, and the same samples must give the same probabilities
+    x = torch.as_tensor(np.asarray(inputs, dtype=np.float32)).clone(memory_format=torch.contiguous_format)
     if artifact is not None:
         if tuple(x.shape[1:]) != artifact.in_shape:
             raise DataError(f"inputs have shape {tuple(x.shape[1:])} per sample but the model takes "
