@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import trimnet as tn
+from trimnet.models.fused import Conv2dAct
 from trimnet.cli import main as cli_main
 
 
@@ -47,13 +48,15 @@ def test_fuse_writes_a_fused_run_and_leaves_the_input(run_dir, capsys):
     report = json.loads(out)
     fused_dir = run_dir.parent / "digits-cnn-fused"
     assert report["out"] == str(fused_dir) and report["mode"] == "layer spec"
-    assert report["layer_count_before"] == 15 and report["layer_count_after"] == 12
-    assert [len(p["changes"]) for p in report["passes"]] == [0, 3, 0]
+    # 3 BatchNorms folded, then 4 conv/linear + ReLU pairs fused
+    assert report["layer_count_before"] == 15 and report["layer_count_after"] == 8
+    assert [len(p["changes"]) for p in report["passes"]] == [0, 3, 0, 4]
     assert all(p["check"]["passed"] for p in report["passes"])
     assert report["accuracy"]["before"] == report["accuracy"]["after"]
     art = tn.load_artifact(fused_dir)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in art.model.modules())
-    assert art.meta["fuse"]["passes"] == ["drop_identity", "bn_fold", "linear_merge"]
+    assert art.meta["fuse"]["passes"] == ["drop_identity", "bn_fold", "linear_merge", "act_fuse"]
+    assert sum(isinstance(m, Conv2dAct) for m in art.model.modules()) == 3  # rebuilt from the spec as fused
     assert tn.evaluate(art).accuracy == report["accuracy"]["after"]  # the run records its data, so eval works
     assert (fused_dir / "fuse.json").is_file()
     assert files(run_dir) == before

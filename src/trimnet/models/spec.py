@@ -16,6 +16,7 @@ from typing import Any, Callable
 from torch import nn
 
 from trimnet.errors import ModelError
+from trimnet.models import fused as FU
 from trimnet.models import layers as L
 
 Spec = dict[str, Any]
@@ -49,6 +50,16 @@ def _describe_conv(m: nn.Conv2d) -> dict:
             "groups": m.groups, "bias": m.bias is not None}
 
 
+def _conv2d_act(s: Spec) -> nn.Module:
+    conv = _conv2d(s)
+    return FU.Conv2dAct.from_conv(conv, s.get("activation", "relu"), s.get("kernel", "onednn"))
+
+
+def _linear_act(s: Spec) -> nn.Module:
+    return FU.LinearAct(s["in_features"], s["out_features"], bias=s.get("bias", True),
+                        activation=s.get("activation", "relu"))
+
+
 def _pool(cls):
     def build(s: Spec) -> nn.Module:
         return cls(_tuple(s["kernel_size"]), stride=_tuple(s.get("stride")), padding=_tuple(s.get("padding", 0)))
@@ -68,6 +79,12 @@ _TYPES: list[LayerType] = [
               lambda s: nn.Linear(s["in_features"], s["out_features"], bias=s.get("bias", True)),
               lambda m: {"in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None}),
     LayerType("conv2d", nn.Conv2d, _conv2d, _describe_conv),
+    # fused by ``trimnet.optimize.fuse.act_fuse``: the layer and the activation after it, one step
+    LayerType("conv2d_act", FU.Conv2dAct, _conv2d_act, lambda m: {**_describe_conv(m), "activation": m.activation,
+                                                            "kernel": m.kernel}),
+    LayerType("linear_act", FU.LinearAct, _linear_act,
+              lambda m: {"in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None,
+                         "activation": m.activation}),
     LayerType("batchnorm1d", nn.BatchNorm1d,
               lambda s: nn.BatchNorm1d(s["num_features"], eps=s.get("eps", 1e-5), momentum=s.get("momentum", 0.1)),
               lambda m: {"num_features": m.num_features, "eps": m.eps, "momentum": m.momentum}),

@@ -46,7 +46,7 @@ class Chain:
 
 @dataclass
 class Change:
-    kind: str  # "fold", "merge", "remove"
+    kind: str  # "fold", "merge", "remove", "fuse"
     layers: list[str]  # the layers involved, as named before the pass
     into: str | None  # the layer that holds the result (None when removed)
     what: str  # e.g. "Conv2d + BatchNorm2d -> Conv2d (bias added)"
@@ -88,8 +88,9 @@ class FusePass:
 
 PASSES: Registry[FusePass] = Registry("fusion pass", ConfigError)
 # the order ``fuse`` runs them in by default: dropout first frees linear chains for merging,
-# BN folding before merging lets a conv-bn-conv1x1 run merge into one conv
-DEFAULT_PASSES = ("drop_identity", "bn_fold", "linear_merge")
+# BN folding before merging lets a conv-bn-conv1x1 run merge into one conv; activations fuse
+# last, since the other passes match plain Conv2d and Linear layers
+DEFAULT_PASSES = ("drop_identity", "bn_fold", "linear_merge", "act_fuse")
 
 
 def register_pass(name: str, summary: str) -> Callable[[ChainFn], ChainFn]:
