@@ -65,14 +65,17 @@ def runner_config(name: str, backend: str, precision: str, runner, note: str = "
     return Config(name, backend, precision, runner.run, ran=ran, note=note, close=runner.close)
 
 
-def torch_configs(model: nn.Module, fused: nn.Module, example: torch.Tensor, threads: int) -> list[Config]:
-    """Eager, fused eager and fused eager in bf16."""
+def torch_configs(model: nn.Module, fused: nn.Module, graph_only: nn.Module, example: torch.Tensor,
+                  threads: int) -> list[Config]:
+    """Eager, fused eager (all passes), fused eager in bf16, and the graph passes without ``act_fuse``."""
     out = [
         runner_config("eager", "torch", "fp32", load_runner("torch", model, example, check=False, threads=threads)),
         runner_config("eager, fused", "torch", "fp32", load_runner("torch", fused, example, check=False, threads=threads)),
         runner_config("eager, fused", "torch", "bf16",
                       load_runner("torch", LowPrecision(fused, torch.bfloat16).eval(), example, check=False,
                                   threads=threads)),
+        runner_config("eager, BN folded only (no act_fuse)", "torch", "fp32",
+                      load_runner("torch", graph_only, example, check=False, threads=threads)),
     ]
     out[2].ran = "bf16"
     return out
@@ -182,7 +185,8 @@ def run_model(label: str, model: nn.Module, data: Dataset, batches: tuple[int, .
     t0 = time.perf_counter()
     fused = fuse(model, example_inputs=data.x_test[:2].float(), inputs=data.x_test[:16]).model
     info: dict = {"fuse_s": time.perf_counter() - t0}
-    group_a = torch_configs(model, fused, data.x_test[:2].float(), threads)
+    graph_only = fuse(model, ["drop_identity", "bn_fold", "linear_merge"], example_inputs=data.x_test[:2].float()).model
+    group_a = torch_configs(model, fused, graph_only, data.x_test[:2].float(), threads)
     time_group(group_a, data, batches, budget_s, with_accuracy)
     info["fusion_speedup_eager_1_thread"] = fusion_one_thread(model, fused, data, batches)
     with tempfile.TemporaryDirectory(prefix="trimnet-fq-") as tmp:
