@@ -137,4 +137,22 @@ def test_what_must_not_fuse_is_left_with_a_reason():
 
 
 def test_activation_table_is_complete():
-    assert set(ACTS) == set(ACTIVATIONS)
+    assert set(ACTS) | {"none"} == set(ACTIVATIONS)
+
+
+def test_a_conv_without_activation_is_packed_when_that_pays():
+    torch.manual_seed(0)
+    block = {"type": "residual", "body": [{"type": "conv2d", "in_channels": 16, "out_channels": 16, "kernel_size": 3,
+                                            "padding": 1}]}
+    model = from_spec({"type": "sequential", "layers": [
+        {"type": "conv2d", "in_channels": 3, "out_channels": 16, "kernel_size": 3, "padding": 1},  # 27 MACs/output
+        block, {"type": "adaptive_avgpool2d", "output_size": 1}, {"type": "flatten"},
+        {"type": "linear", "in_features": 16, "out_features": 4}]}, in_shape=(3, 8, 8), num_classes=4).eval()
+    res = fuse(model)
+    packed = [c for c in res.record.passes[-1].changes if c.kind == "pack"]
+    assert [c.layers for c in packed] == [["1.body.0"]]
+    assert type(res.model[0]) is nn.Conv2d  # too little work per output: PyTorch's kernel is faster there
+    assert res.model[1].body[0].activation == "none" and res.model[1].body[0].kernel == "onednn"
+    x = torch.randn(3, 3, 8, 8)
+    with torch.inference_mode():
+        assert close(res.model(x), model(x))

@@ -41,6 +41,10 @@ class Activation:
         return self.apply(y) if y.requires_grad else self.apply_(y)
 
 
+def _identity(y: torch.Tensor) -> torch.Tensor:
+    return y
+
+
 def _gelu_tanh(y: torch.Tensor) -> torch.Tensor:
     return F.gelu(y, approximate="tanh")
 
@@ -53,6 +57,8 @@ ACTIVATIONS: dict[str, Activation] = {a.name: a for a in [
     Activation("gelu_tanh", nn.GELU, "gelu", (), "tanh", _gelu_tanh, _gelu_tanh),
     Activation("sigmoid", nn.Sigmoid, "sigmoid", (), "", torch.sigmoid, torch.sigmoid_),
     Activation("tanh", nn.Tanh, "tanh", (), "", torch.tanh, torch.tanh_),
+    # a conv with no activation after it still gains from the packed weight
+    Activation("none", nn.Identity, "none", (), "", _identity, _identity),
 ]}
 
 
@@ -62,7 +68,7 @@ def activation_of(module: nn.Module) -> str | None:
     if kind is nn.GELU:
         return "gelu" if module.approximate == "none" else "gelu_tanh"
     for a in ACTIVATIONS.values():
-        if kind is a.module:
+        if kind is a.module and a.name != "none":
             return a.name
     return None
 

@@ -46,7 +46,7 @@ class Chain:
 
 @dataclass
 class Change:
-    kind: str  # "fold", "merge", "remove", "fuse"
+    kind: str  # "fold", "merge", "remove", "fuse", "pack"
     layers: list[str]  # the layers involved, as named before the pass
     into: str | None  # the layer that holds the result (None when removed)
     what: str  # e.g. "Conv2d + BatchNorm2d -> Conv2d (bias added)"
