@@ -10,6 +10,7 @@ from torch import nn
 
 import trimnet as tn
 from trimnet.models import from_spec, to_spec
+from trimnet.models import fused as FU
 from trimnet.models.fused import ACTIVATIONS, Conv2dAct, LinearAct
 from trimnet.optimize.fuse import fuse
 
@@ -23,7 +24,8 @@ def close(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-5) -> bool:
 
 @pytest.mark.parametrize("kernel", ["onednn", "native"])
 @pytest.mark.parametrize("name", sorted(ACTS))
-def test_every_activation_matches_conv_then_activation(name, kernel):
+def test_every_activation_matches_conv_then_activation(name, kernel, monkeypatch):
+    monkeypatch.setattr(FU, "ONEDNN_MIN_MACS_PER_CALL", 0)  # small inputs: take the oneDNN kernel anyway
     torch.manual_seed(0)
     conv = nn.Conv2d(16, 8, 3, padding=1, stride=2, bias=True).eval()
     fused = Conv2dAct.from_conv(conv, name, kernel).eval()
@@ -31,6 +33,7 @@ def test_every_activation_matches_conv_then_activation(name, kernel):
     with torch.inference_mode():
         ref = ACTS[name](conv(x))
         assert close(fused(x), ref) and close(fused(x), ref)  # twice: the packed weight is reused
+    assert ("_packed_weight" in fused.__dict__) == (kernel == "onednn")
     out = fused(x)  # autograd on: the plain path, same numbers
     assert close(out, ref)
 
@@ -59,7 +62,18 @@ def test_conv_act_trains_like_the_two_layers():
     assert close(fused.weight.grad, conv.weight.grad) and close(fused.bias.grad, conv.bias.grad)
 
 
-def test_packed_weight_follows_weight_changes_and_copies():
+def test_small_calls_take_pytorchs_kernel():
+    conv = Conv2dAct.from_conv(nn.Conv2d(64, 64, 3, padding=1), "relu").eval()
+    assert conv.kernel == "onednn"
+    with torch.inference_mode():
+        conv(torch.randn(1, 64, 4, 4))  # 0.6 M multiply-adds: oneDNN's fixed cost would not pay
+        assert "_packed_weight" not in conv.__dict__
+        conv(torch.randn(8, 64, 8, 8))  # 19 M
+        assert "_packed_weight" in conv.__dict__
+
+
+def test_packed_weight_follows_weight_changes_and_copies(monkeypatch):
+    monkeypatch.setattr(FU, "ONEDNN_MIN_MACS_PER_CALL", 0)
     torch.manual_seed(0)
     conv = nn.Conv2d(16, 16, 3, padding=1).eval()
     fused = Conv2dAct.from_conv(conv, "relu").eval()

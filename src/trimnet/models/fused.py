@@ -95,14 +95,19 @@ def _plain_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
 # output (a 3x3 conv over one channel, a depthwise 3x3) PyTorch's own kernel is faster:
 # 10 us against 31 us for 1 -> 64 channels on 8x8 at batch 1 (2 threads, measured)
 ONEDNN_MIN_MACS_PER_OUTPUT = 64
+# and per call: oneDNN's fixed cost per call (~30 us here) loses to PyTorch's kernel on small
+# work; measured break-even at batch 1, 2 threads: 1.18 M multiply-adds 0.80-0.92x, 1.33 M 1.18x,
+# 2.36 M 1.17-1.33x (the kernel then wins more with the batch: 1.54x at batch 2)
+ONEDNN_MIN_MACS_PER_CALL = 1_250_000
 
 
 class Conv2dAct(nn.Conv2d):
     """``activation(conv2d(x))`` in one step; weights and bias are the conv's.
 
     ``kernel``: ``"onednn"`` runs the conv with the activation as its post-op on a weight
-    packed once in oneDNN's blocked layout; ``"native"`` runs PyTorch's conv and the
-    activation in place on its output. ``from_conv`` picks by the work per output value.
+    packed once in oneDNN's blocked layout, on calls with enough work to pay oneDNN's fixed
+    cost; ``"native"`` (and a small call) runs PyTorch's conv and the activation in place on
+    its output. ``from_conv`` picks by the work per output value.
     """
 
     def __init__(self, *args, activation: str = "relu", kernel: str = "onednn", **kwargs):
@@ -113,6 +118,9 @@ class Conv2dAct(nn.Conv2d):
             raise ModelError(f"unknown Conv2dAct kernel {kernel!r}; choose onednn or native")
         self.activation = _activation(activation).name
         self.kernel = kernel
+        # multiply-adds per input position: times the batch and the input's height and width, the call's work
+        self._macs_per_pixel = (self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
+                                * self.out_channels / (self.stride[0] * self.stride[1]))
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, activation: str, kernel: str | None = None) -> "Conv2dAct":
@@ -126,7 +134,8 @@ class Conv2dAct(nn.Conv2d):
         return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernel == "onednn" and _HAS_ONEDNN and x.dim() == 4 and _plain_inference(x, self.weight):
+        if (self.kernel == "onednn" and _HAS_ONEDNN and x.dim() == 4 and _plain_inference(x, self.weight)
+                and x.shape[0] * x.shape[2] * x.shape[3] * self._macs_per_pixel >= ONEDNN_MIN_MACS_PER_CALL):
             packed, args = self._packed()
             return _POINTWISE(x, packed, self.bias, *args)
         return ACTIVATIONS[self.activation](self._conv_forward(x, self.weight, self.bias))
