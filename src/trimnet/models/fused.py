@@ -96,9 +96,14 @@ def _plain_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
 # 10 us against 31 us for 1 -> 64 channels on 8x8 at batch 1 (2 threads, measured)
 ONEDNN_MIN_MACS_PER_OUTPUT = 64
 # and per call: oneDNN's fixed cost per call (~30 us here) loses to PyTorch's kernel on small
-# work; measured break-even at batch 1, 2 threads: 1.18 M multiply-adds 0.80-0.92x, 1.33 M 1.18x,
-# 2.36 M 1.17-1.33x (the kernel then wins more with the batch: 1.54x at batch 2)
-ONEDNN_MIN_MACS_PER_CALL = 1_250_000
+# work. Calls alone break even near 1.3 M multiply-adds at batch 1 on 2 threads (1.18 M: 0.80-0.92x,
+# 1.33 M: 1.18x, 2.36 M: 1.17-1.33x), but inside a whole model each switch between oneDNN and
+# PyTorch kernels costs too: the digits CNN at batch 1 (2.4 M and 1.2 M) ran 0.9-1.0x with its
+# convs on oneDNN against 1.2x on PyTorch's kernels, so the bar sits above it. An input
+# that is not in PyTorch's default layout came from a oneDNN layer (its outputs are channels-last):
+# it stays with oneDNN, since PyTorch's kernel on channels-last input costs far more (137 against
+# 41 us on the digits CNN's third conv)
+ONEDNN_MIN_MACS_PER_CALL = 4_000_000
 
 
 class Conv2dAct(nn.Conv2d):
@@ -135,7 +140,8 @@ class Conv2dAct(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (self.kernel == "onednn" and _HAS_ONEDNN and x.dim() == 4 and _plain_inference(x, self.weight)
-                and x.shape[0] * x.shape[2] * x.shape[3] * self._macs_per_pixel >= ONEDNN_MIN_MACS_PER_CALL):
+                and (x.shape[0] * x.shape[2] * x.shape[3] * self._macs_per_pixel >= ONEDNN_MIN_MACS_PER_CALL
+                     or not x.is_contiguous())):
             packed, args = self._packed()
             return _POINTWISE(x, packed, self.bias, *args)
         return ACTIVATIONS[self.activation](self._conv_forward(x, self.weight, self.bias))
