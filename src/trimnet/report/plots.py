@@ -56,6 +56,9 @@ def accuracy_vs(candidates: list[dict], x_key: str, x_label: str, log_x: bool = 
         ax.set_xscale("log")
     ax.set_xlabel(x_label)
     ax.set_ylabel("validation accuracy (%)")
+    low, high = min(ys), max(ys)
+    pad = max((high - low) * 0.1, 0.5)
+    ax.set_ylim(low - pad * (3 if high - low < 1e-9 else 1), min(high + pad, 100.5))  # no axis past 100 %
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     return _encode(plt, fig)
