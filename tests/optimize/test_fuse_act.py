@@ -170,3 +170,22 @@ def test_a_conv_without_activation_is_packed_when_that_pays():
     x = torch.randn(3, 3, 8, 8)
     with torch.inference_mode():
         assert close(res.model(x), model(x))
+
+
+def test_a_fused_model_is_measured_and_pruned_by_its_activations():
+    pytest.importorskip("torch_pruning")
+    from trimnet.optimize.prune import PruneConfig, prune
+    from trimnet.optimize.stats import activation_stats
+
+    torch.manual_seed(0)
+    model = tn.create_model("cnn", in_shape=(1, 8, 8), num_classes=10, widths=(16, 16, 32), hidden=64).eval()
+    fused = fuse(model).model
+    x = torch.randn(64, 1, 8, 8)
+    stats = activation_stats(fused, x, samples=64)
+    assert sorted(stats.sites) == ["0", "1", "3", "6"]  # three Conv2dAct and the LinearAct
+    assert all(s.source == s.name and s.exact_zeros for s in stats.sites.values())
+    res = prune(fused, x, PruneConfig(criterion="apoz", ratio=0.5, round_to=1, recalibrate_bn=False))
+    assert {g.criterion for g in res.record.groups} == {"apoz"}  # ranked by the fused layers' own outputs
+    assert res.model[0].out_channels == 8 and type(res.model[0]) is Conv2dAct
+    with torch.inference_mode():
+        assert res.model(x).shape == (64, 10)

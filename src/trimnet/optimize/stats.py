@@ -37,6 +37,21 @@ ACTIVATIONS: dict[type, bool] = {
 _PASS_THROUGH = (nn.modules.batchnorm._BatchNorm, nn.Dropout, nn.Identity)
 
 
+def site_zeros(module: nn.Module) -> bool | None:
+    """None when ``module`` is no activation site; else whether it outputs exact zeros below its threshold.
+
+    A fused layer (``Conv2dAct``, ``LinearAct`` from ``trimnet fuse``) is a site too: its output
+    is its activation's output, and it is its own producer.
+    """
+    from trimnet.models.fused import Conv2dAct, LinearAct
+
+    if type(module) in ACTIVATIONS:
+        return ACTIVATIONS[type(module)]
+    if isinstance(module, (Conv2dAct, LinearAct)) and module.activation != "none":
+        return module.activation in ("relu", "relu6")
+    return None
+
+
 @dataclass
 class SiteStats:
     """The statistics of one activation module, per output channel."""
@@ -162,7 +177,10 @@ def _sources(model: nn.Module) -> dict[str, str | None]:
             continue
         children = list(parent.named_children())
         for i, (name, child) in enumerate(children):
-            if type(child) not in ACTIVATIONS:
+            if site_zeros(child) is None:
+                continue
+            if type(child) not in ACTIVATIONS:  # a fused layer: conv or linear and activation in one
+                out[f"{parent_name}.{name}" if parent_name else name] = f"{parent_name}.{name}" if parent_name else name
                 continue
             j = i - 1
             while j >= 0 and isinstance(children[j][1], _PASS_THROUGH):
@@ -205,7 +223,7 @@ def activation_stats(model: nn.Module, data: Any, *, samples: int = 1024, batch_
     if gradients and y is None:
         raise DataError("gradient statistics (the taylor criterion) need labels; pass a Dataset, not a tensor")
     sources = _sources(model)
-    sites = {name: m for name, m in model.named_modules() if type(m) in ACTIVATIONS}
+    sites = {name: m for name, m in model.named_modules() if site_zeros(m) is not None}
     accs = {name: _Accumulator(threshold) for name in sites}
     order: list[str] = []
     hooks = [m.register_forward_hook(_hook(name, accs[name], order, gradients)) for name, m in sites.items()]
@@ -241,7 +259,7 @@ def activation_stats(model: nn.Module, data: Any, *, samples: int = 1024, batch_
             samples=a.samples, apoz=(a.zeros / a.total).float(), mean=(a.sum / a.total).float(), max=a.max.float(),
             fire_rate=(a.fired / a.samples).float(),
             taylor=(a.taylor / a.samples).float() if a.taylor is not None else None,
-            exact_zeros=ACTIVATIONS[type(sites[name])])
+            exact_zeros=bool(site_zeros(sites[name])))
     return ActivationStats(sites=out, samples=len(x), threshold=threshold, grads=grads)
 
 

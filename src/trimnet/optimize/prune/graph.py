@@ -28,7 +28,7 @@ from torch import nn
 
 from trimnet.errors import ConfigError, ModelError, require
 from trimnet.models import layers as L
-from trimnet.optimize.stats import ACTIVATIONS
+from trimnet.optimize.stats import site_zeros
 
 # parameters held outside standard modules, and the axis that is their channel axis
 _UNWRAPPED = {L.PositionEmbedding: {"weight": 2}}
@@ -146,7 +146,7 @@ class ChannelGraph:
         stack: list[str] = []
         hooks = _module_stack_hooks(model, stack)
         hooks += [m.register_forward_hook(_site_hook(self._sites, name))
-                  for name, m in model.named_modules() if type(m) in ACTIVATIONS]
+                  for name, m in model.named_modules() if site_zeros(m) is not None]
         for m in self.ignored.values():
             hooks += [m.register_forward_pre_hook(self._cut_inputs), m.register_forward_hook(self._cut_output)]
 
@@ -234,7 +234,7 @@ class ChannelGraph:
                 skip = skip or (f"it touches {hit}, which is ignored" if hit.startswith("'") else f"it is {hit}")
             if layer:
                 items.append(Item(self._names[module], module, "out" if out else "in", idx, root))
-            elif node.grad_fn in self._sites:
+            if node.grad_fn in self._sites and (not layer or out):  # a fused layer is its own activation site
                 items.append(Item(self._sites[node.grad_fn], None, "site", idx, root))
         root_module = tp_group[0].dep.target.module
         group = Group(name=self._names.get(root_module, "?"), channels=len(tp_group[0].idxs), items=items,
