@@ -22,12 +22,13 @@ def close(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-5) -> bool:
     return float((a - b).abs().max()) <= rtol * max(float(b.abs().max()), 1e-6)
 
 
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
 @pytest.mark.parametrize("kernel", ["onednn", "native"])
 @pytest.mark.parametrize("name", sorted(ACTS))
-def test_every_activation_matches_conv_then_activation(name, kernel, monkeypatch):
+def test_every_activation_matches_conv_then_activation(name, kernel, bias, monkeypatch):
     monkeypatch.setattr(FU, "ONEDNN_MIN_MACS_PER_CALL", 0)  # small inputs: take the oneDNN kernel anyway
     torch.manual_seed(0)
-    conv = nn.Conv2d(16, 8, 3, padding=1, stride=2, bias=True).eval()
+    conv = nn.Conv2d(16, 8, 3, padding=1, stride=2, bias=bias).eval()
     fused = Conv2dAct.from_conv(conv, name, kernel).eval()
     x = torch.randn(3, 16, 9, 9)
     with torch.inference_mode():

@@ -153,7 +153,7 @@ class Conv2dAct(nn.Conv2d):
         itself on small inputs; one packing serves every batch size.
         """
         w = self.weight
-        key = (w.data_ptr(), w._version)
+        key = (id(w), w.data_ptr(), w._version)
         cached = self.__dict__.get("_packed_weight")
         if cached is None or cached[0] != key:
             geometry = (list(self.padding), list(self.stride), list(self.dilation), self.groups)
