@@ -67,3 +67,23 @@ def test_search_on_a_small_mlp_and_its_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(prune_pkg, "prune", no_pruning)
     again = optimize(model, data, cfg, out=tmp_path)
     assert {c.name for c in again.candidates} == labels
+
+
+def test_a_ratio_over_budget_gets_a_longer_fine_tune_before_its_direction_stops(tmp_path):
+    data = tn.load_dataset("digits")
+    torch.manual_seed(0)
+    model = tn.create_model("mlp", data.in_shape, data.num_classes, hidden=[64])
+    tn.train(model, data, tn.TrainConfig(epochs=5, batch_size=64))
+    said = []
+    cfg = OptimizeConfig(target_backend="onnxruntime", criteria=["l1"], ratios=[0.875], finetune_epochs=0,
+                         finetune_retry_epochs=3, precisions=["fp32"], bench_time_s=0.1, max_accuracy_drop=0.0)
+    result = optimize(model, data, cfg, out=tmp_path, progress=said.append)
+    # without fine-tuning, 7 of every 8 hidden units gone costs accuracy: the search tries 3 epochs more
+    assert any("pruned l1-0.875:" in m and "fine-tuning 3 epochs instead" in m for m in said)
+    assert set(result.prune_records) == {"l1-0.875", "l1-0.875-ft3"}
+    structures = {c.structure for c in result.candidates}
+    assert "l1-0.875-ft3" in structures and "l1-0.875" not in structures
+    tried = next(c for c in result.candidates if c.structure == "l1-0.875-ft3")
+    assert "(3 fine-tune epochs)" in tried.description
+    with pytest.raises(ConfigError, match="finetune"):
+        OptimizeConfig(finetune_retry_epochs=-1).validate()

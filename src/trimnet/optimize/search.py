@@ -53,6 +53,9 @@ class OptimizeConfig:
     criteria: list = field(default_factory=lambda: ["apoz", "l1"])
     ratios: list = field(default_factory=lambda: [0.5, 0.75, 0.875])
     finetune_epochs: int = 5
+    # a ratio that misses the budget after finetune_epochs is fine-tuned again this long before
+    # its direction is given up (0: no second try); the search's fine-tune budget dimension
+    finetune_retry_epochs: int = 20
     precisions: list = field(default_factory=lambda: ["fp32", "bf16", "int8"])
     time_budget_s: float = 900.0
     bench_time_s: float = 0.5  # measured seconds per candidate
@@ -71,6 +74,8 @@ class OptimizeConfig:
             raise ConfigError(f"unknown precision {unknown[0]!r}; choose from fp32, {', '.join(PRECISIONS)}")
         if self.batch < 1 or self.throughput_batch < 1:
             raise ConfigError("optimize batch sizes must be >= 1")
+        if self.finetune_epochs < 0 or self.finetune_retry_epochs < 0:
+            raise ConfigError("finetune_epochs and finetune_retry_epochs must be >= 0")
         if self.time_budget_s <= 0:
             raise ConfigError(f"time_budget_s must be > 0; got {self.time_budget_s}")
         return self
@@ -172,14 +177,22 @@ def optimize(model: nn.Module, data: Dataset, config: OptimizeConfig | None = No
             if out_of_time():
                 say("time budget spent: no more pruning")
                 break
-            key = f"{criterion}-{ratio:g}"
-            pruned, record = _pruned(model, data, criterion, ratio, cfg, cache, key)
-            acc = _torch_accuracy(pruned, x_val, y_val)
-            records[key] = record
-            ok = acc >= floor
-            say(f"pruned {key}: validation accuracy {acc:.4f} ({'within' if ok else 'out of'} budget)")
+            budgets = [cfg.finetune_epochs] + ([cfg.finetune_retry_epochs]
+                                               if cfg.finetune_retry_epochs > cfg.finetune_epochs else [])
+            for i, epochs in enumerate(budgets):
+                if i and out_of_time():
+                    break
+                key = f"{criterion}-{ratio:g}" + (f"-ft{epochs}" if i else "")
+                pruned, record = _pruned(model, data, criterion, ratio, cfg, cache, key, epochs)
+                acc = _torch_accuracy(pruned, x_val, y_val)
+                records[key] = record
+                ok = acc >= floor
+                say(f"pruned {key}: validation accuracy {acc:.4f} ({'within' if ok else 'out of'} budget"
+                    f"{'' if ok or i + 1 == len(budgets) else f'; fine-tuning {budgets[i + 1]} epochs instead'})")
+                if ok:
+                    break
             if not ok:
-                candidates.append(Candidate(name=f"{key}/torch", description=f"{criterion} pruning {ratio:.0%}",
+                candidates.append(Candidate(name=f"{key}/torch", description=_what(key),
                                             structure=key, precision="fp32", backend="torch", val_accuracy=acc,
                                             verdict="over the accuracy budget; larger ratios not tried",
                                             **_size(pruned, example)))
@@ -307,9 +320,16 @@ def _final_round(candidates: list[Candidate], original: Candidate, model: nn.Mod
     say("finalists timed side by side: " + "; ".join(f"{c.description} {c.latency_ms:.3f} ms" for c in finalists))
 
 
+def _what(structure: str) -> str:
+    """"l1-0.75" -> "l1 pruning 0.75"; "l1-0.75-ft20" -> "l1 pruning 0.75 (20 fine-tune epochs)"."""
+    if structure == "original":
+        return "original"
+    criterion, ratio, *more = structure.split("-")
+    return f"{criterion} pruning {ratio}" + (f" ({more[0][2:]} fine-tune epochs)" if more else "")
+
+
 def _describe(structure: str, precision: str, backend: str) -> str:
-    what = "original" if structure == "original" else structure.replace("-", " pruning ", 1)
-    return f"{what}, fused, {precision} on {backend}"
+    return f"{_what(structure)}, fused, {precision} on {backend}"
 
 
 def _size(model: nn.Module, example: torch.Tensor) -> dict:
@@ -401,21 +421,21 @@ def _measure_lowp(model: nn.Module, data: Dataset, label: str, structure: str, p
 
 
 def _pruned(model: nn.Module, data: Dataset, criterion: str, ratio: float, cfg: OptimizeConfig,
-            cache: "_Cache", key: str) -> tuple[nn.Module, dict]:
+            cache: "_Cache", key: str, epochs: int) -> tuple[nn.Module, dict]:
     """Prune + fine-tune, or load the cached result of an earlier run."""
     from trimnet.artifact import load_artifact, save_artifact
     from trimnet.optimize.finetune import FinetuneConfig
     from trimnet.optimize.prune import PruneConfig, prune
 
     where = cache.dir / key if cache.dir else None
-    settings = {"criterion": criterion, "ratio": ratio, "epochs": cfg.finetune_epochs, "seed": cfg.seed,
+    settings = {"criterion": criterion, "ratio": ratio, "epochs": epochs, "seed": cfg.seed,
                 "model": _fingerprint(model)}
     if where is not None and (where / "model.json").exists():
         art = load_artifact(where)
         if art.meta.get("search_settings") == settings:
             return art.model, art.meta.get("prune_record", {})
     pcfg = PruneConfig(criterion=criterion, ratio=ratio,
-                       finetune=FinetuneConfig(epochs=cfg.finetune_epochs, seed=cfg.seed))
+                       finetune=FinetuneConfig(epochs=epochs, seed=cfg.seed))
     with _quiet("trimnet.train", "trimnet.prune"):
         result = prune(model, data, pcfg)
     record = result.to_dict()
