@@ -3,8 +3,9 @@
 For the digits CNN and the breast_cancer MLP:
   1. the trained original on PyTorch eager;
   2. the original on the best of onnxruntime / openvino fp32 (what exporting alone gives);
-  3. Torch-Pruning's L1 magnitude pruner (same fine-tuning epochs) at 50 / 75 / 87.5 %, each on its
-     best fp32 backend (the largest ratio within 0.5 test points of the original is marked);
+  3. Torch-Pruning's L1 magnitude pruner at 50 / 75 / 87.5 %, fine-tuned 5 epochs, or 20 where 5 leave it
+     more than half a point below the original on the test split (the search's own two budgets), each on
+     its best fp32 backend (the largest ratio within 0.5 test points of the original is marked);
   4. trimnet's winner (`tn.optimize`, target onnxruntime, batch 1).
 Batch-1 latency and batch-256 throughput. PyTorch eager is timed first and alone (other runtimes'
 threads slow it once they exist in the process); then each runtime in turn times its models in
@@ -85,15 +86,22 @@ def run_case(name: str, quick: bool, seconds: float, log) -> dict:
     eager_runner.close()
     rows = [{"what": "original, PyTorch eager", "backend": "torch", "test_accuracy": acc0, **eager}]
 
-    ft_epochs = 5
+    ft_epochs, retry_epochs = 5, 20
     tp_models = []
     for ratio in ([0.5, 0.75] if quick else [0.5, 0.75, 0.875]):
+        # the same fine-tune budgets the search has: 5 epochs, and 20 for a ratio that misses half a point
         m = torch_pruning_l1(model, data, ratio, ft_epochs)
         acc = accuracy_and_loss(m, data.x_test, data.y_test)[0]
-        log(f"  torch-pruning L1 {ratio:.0%}: test accuracy {acc:.4f}")
+        log(f"  torch-pruning L1 {ratio:.0%}, {ft_epochs} epochs: test accuracy {acc:.4f}")
+        if acc < acc0 - 0.005:
+            longer = torch_pruning_l1(model, data, ratio, retry_epochs)
+            acc_longer = accuracy_and_loss(longer, data.x_test, data.y_test)[0]
+            log(f"  torch-pruning L1 {ratio:.0%}, {retry_epochs} epochs: test accuracy {acc_longer:.4f}")
+            if acc_longer > acc:
+                m, acc = longer, acc_longer
         tp_models.append((ratio, m, acc))
 
-    cfg = OptimizeConfig(finetune_epochs=ft_epochs, criteria=["apoz", "l1"],
+    cfg = OptimizeConfig(finetune_epochs=ft_epochs, finetune_retry_epochs=retry_epochs, criteria=["apoz", "l1"],
                          ratios=[0.5, 0.75] if quick else [0.5, 0.75, 0.875], backends=["openvino"])
     result = optimize(model, data, cfg, progress=lambda m: log("  " + m))
     best = result.best
