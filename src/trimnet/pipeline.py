@@ -122,7 +122,7 @@ def run_pipeline(cfg: PipelineConfig, *, say: Callable[[str], None] | None = Non
         backends_table, target_rows = _benchmark(model, result, data, cfg)
 
     summary = _summary(cfg, art, prof, result, hardware, hardware_note, train_time, backends_table, target_rows,
-                       stage.times, out)
+                       stage.times, out, data=data, model=model)
     from trimnet.report.html import dumps
 
     from trimnet.artifact import atomic_write
@@ -244,7 +244,8 @@ def _file_size(path: Path) -> int | None:
                and "candidates" not in f.parts)
 
 
-def _summary(cfg, art, prof, result, hardware, hardware_note, train_time, backends_table, _rows, stages, out) -> dict:
+def _summary(cfg, art, prof, result, hardware, hardware_note, train_time, backends_table, _rows, stages, out, *,
+             data=None, model=None) -> dict:
     import platform
 
     from trimnet import __version__
@@ -288,7 +289,7 @@ def _summary(cfg, art, prof, result, hardware, hardware_note, train_time, backen
     for row in rows:
         row["speedup"] = eager_ms / row["p50_ms"] if eager_ms and row["p50_ms"] else None
         row["throughput_speedup"] = row["throughput"] / eager_tput if eager_tput and row["throughput"] else None
-    firing = _firing(result)
+    firing = _firing(result, model, data)
     return {
         "title": f"{art.meta.get('arch', 'model')} on {art.meta.get('data', {}).get('source', cfg.data.source)}",
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -315,16 +316,31 @@ def _summary(cfg, art, prof, result, hardware, hardware_note, train_time, backen
     }
 
 
-def _firing(result) -> dict:
-    """Per-channel firing frequency of the winner's pruning, where the record carries it."""
-    key = result.best.structure
-    record = result.prune_records.get(key) or {}
+def _firing(result, model, data) -> dict:
+    """How often each channel of the original fires on training samples, and which of them the
+    winner's pruning removed (whatever criterion ranked them): the report's histogram."""
+    record = result.prune_records.get(result.best.structure) or {}
+    groups = record.get("groups", []) if isinstance(record, dict) else []
+    if not groups or model is None or data is None:
+        return {"firing_frequency": [], "pruned": []}
+    from trimnet.optimize.stats import activation_stats
+
+    stats = activation_stats(model, data, samples=512)
+    by_source: dict = {}
+    for site in stats.sites.values():
+        if site.source is not None:
+            by_source.setdefault(site.source, site)
     freq, pruned = [], []
-    for group in record.get("groups", []) if isinstance(record, dict) else []:
-        f = group.get("firing_frequency") or []
+    for group in groups:
+        names = [group.get("name"), *group.get("layers", [])]
+        site = next((by_source[n] for n in names if n in by_source), None)
+        before = (group.get("channels") or [None])[0]
+        if site is None or len(site.fire_rate) != before:
+            continue  # heads and blocks, or a group no activation reads: nothing per channel to show
         removed = set(group.get("removed", []))
-        freq.extend(f)
-        pruned.extend(i in removed for i in range(len(f)))
+        rates = site.fire_rate.tolist()
+        freq.extend(rates)
+        pruned.extend(i in removed for i in range(len(rates)))
     return {"firing_frequency": freq, "pruned": pruned}
 
 

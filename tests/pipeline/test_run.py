@@ -35,6 +35,12 @@ def test_run_writes_everything(run_dir):
     assert {r["backend"] for r in summary["backends"]} == {"torch", "onnxruntime"}
     html = (run_dir / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3 and "Pareto" in html
+    firing = summary["activation"]
+    if not winner["original"]:  # the histogram: every channel of the original, the pruned ones marked
+        assert len(firing["firing_frequency"]) == len(firing["pruned"]) == 128 + 64
+        assert 0 < sum(firing["pruned"]) < len(firing["pruned"])
+        assert all(0.0 <= f <= 1.0 for f in firing["firing_frequency"])
+        assert 'alt="activation frequency"' in html
 
 
 @pytest.mark.slow
