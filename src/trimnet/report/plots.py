@@ -44,8 +44,12 @@ def accuracy_vs(candidates: list[dict], x_key: str, x_label: str, log_x: bool = 
     plt, fig, ax = _figure()
     xs = [c[x_key] for c in rows]
     ys = [100 * c["val_accuracy"] for c in rows]
-    colors = ["#2a7" if c.get("accepted") else "#bbb" for c in rows]
-    ax.scatter(xs, ys, c=colors, s=28, zorder=3, label="candidates (grey: over the accuracy budget)")
+    kinds = ["original" if c.get("original") else "within" if c.get("accepted") else "over" for c in rows]
+    for kind, color, label in (("within", "#2a7", "within the accuracy budget"), ("over", "#bbb", "over the budget"),
+                               ("original", "#333", "the original")):
+        pts = [(x, y) for x, y, k in zip(xs, ys, kinds) if k == kind]
+        if pts:
+            ax.scatter(*zip(*pts), c=color, s=28, zorder=3, label=label)
     front = pareto_front(list(zip(xs, ys)))
     ax.plot([xs[i] for i in front], [ys[i] for i in front], "-", color="#27a", zorder=2, label="Pareto front")
     for c, x, y in zip(rows, xs, ys):
