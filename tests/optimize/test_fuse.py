@@ -284,6 +284,20 @@ def test_zoo_models_fuse_exactly(name, shape, options):
     assert sum(res.record.layers_after.values()) <= sum(res.record.layers_before.values())
 
 
+@pytest.mark.parametrize("name,shape,options", ZOO, ids=[z[0] for z in ZOO])
+def test_zoo_models_fused_run_exactly_on_the_onednn_kernels(name, shape, options, monkeypatch):
+    from trimnet.models import fused as FU
+
+    monkeypatch.setattr(FU, "ONEDNN_MIN_MACS_PER_CALL", 0)  # small test inputs: every eligible conv on oneDNN
+    torch.manual_seed(0)
+    model = tn.create_model(name, shape, 10, **options)
+    randomize_bn(model)
+    fused = fuse(model.eval()).model
+    assert same_outputs(model, fused, torch.randn(3, *shape))
+    convs = [m for m in fused.modules() if isinstance(m, FU.Conv2dAct) and m.kernel == "onednn"]
+    assert all("_packed_weight" in m.__dict__ for m in convs)  # the oneDNN kernel did run
+
+
 def test_fused_model_exports_and_passes_parity(tmp_path):
     pytest.importorskip("onnxruntime")
     model = tn.create_model("cnn", (1, 8, 8), 10, widths=(8, 8, 16), hidden=32)
