@@ -245,7 +245,7 @@ def _file_size(path: Path) -> int | None:
 
 
 def _summary(cfg, art, prof, result, hardware, hardware_note, train_time, backends_table, _rows, stages, out, *,
-             data=None, model=None) -> dict:
+             data, model) -> dict:
     import platform
 
     from trimnet import __version__
@@ -321,7 +321,7 @@ def _firing(result, model, data) -> dict:
     winner's pruning removed (whatever criterion ranked them): the report's histogram."""
     record = result.prune_records.get(result.best.structure) or {}
     groups = record.get("groups", []) if isinstance(record, dict) else []
-    if not groups or model is None or data is None:
+    if not groups:
         return {"firing_frequency": [], "pruned": []}
     from trimnet.optimize.stats import activation_stats
 

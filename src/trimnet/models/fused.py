@@ -106,6 +106,15 @@ ONEDNN_MIN_MACS_PER_OUTPUT = 64
 ONEDNN_MIN_MACS_PER_CALL = 4_000_000
 
 
+def _macs_per_output(conv: nn.Conv2d) -> int:
+    return conv.in_channels // conv.groups * conv.kernel_size[0] * conv.kernel_size[1]
+
+
+def kernel_for(conv: nn.Conv2d) -> str:
+    """The kernel a conv fuses onto: ``"onednn"`` where it has the work per output value to pay for it."""
+    return "onednn" if _macs_per_output(conv) >= ONEDNN_MIN_MACS_PER_OUTPUT else "native"
+
+
 class Conv2dAct(nn.Conv2d):
     """``activation(conv2d(x))`` in one step; weights and bias are the conv's.
 
@@ -124,17 +133,13 @@ class Conv2dAct(nn.Conv2d):
         self.activation = _activation(activation).name
         self.kernel = kernel
         # multiply-adds per input position: times the batch and the input's height and width, the call's work
-        self._macs_per_pixel = (self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
-                                * self.out_channels / (self.stride[0] * self.stride[1]))
+        self._macs_per_pixel = _macs_per_output(self) * self.out_channels / (self.stride[0] * self.stride[1])
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, activation: str, kernel: str | None = None) -> "Conv2dAct":
-        if kernel is None:
-            per_output = conv.in_channels // conv.groups * conv.kernel_size[0] * conv.kernel_size[1]
-            kernel = "onednn" if per_output >= ONEDNN_MIN_MACS_PER_OUTPUT else "native"
         new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-                  dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
-                  device=conv.weight.device, dtype=conv.weight.dtype, activation=activation, kernel=kernel)
+                  dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None, device=conv.weight.device,
+                  dtype=conv.weight.dtype, activation=activation, kernel=kernel or kernel_for(conv))
         new.load_state_dict(conv.state_dict())
         return new
 

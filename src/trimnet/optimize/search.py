@@ -172,13 +172,13 @@ def optimize(model: nn.Module, data: Dataset, config: OptimizeConfig | None = No
 
     structures: dict[str, nn.Module] = {"original": model}
     records: dict[str, dict] = {}
+    budgets = [cfg.finetune_epochs] + ([cfg.finetune_retry_epochs]
+                                       if cfg.finetune_retry_epochs > cfg.finetune_epochs else [])
     for criterion in cfg.criteria:
         for ratio in sorted(cfg.ratios):
             if out_of_time():
                 say("time budget spent: no more pruning")
                 break
-            budgets = [cfg.finetune_epochs] + ([cfg.finetune_retry_epochs]
-                                               if cfg.finetune_retry_epochs > cfg.finetune_epochs else [])
             for i, epochs in enumerate(budgets):
                 if i and out_of_time():
                     break

@@ -43,13 +43,11 @@ def site_zeros(module: nn.Module) -> bool | None:
     A fused layer (``Conv2dAct``, ``LinearAct`` from ``trimnet fuse``) is a site too: its output
     is its activation's output, and it is its own producer.
     """
-    from trimnet.models.fused import Conv2dAct, LinearAct
+    from trimnet.models import fused
 
-    if type(module) in ACTIVATIONS:
-        return ACTIVATIONS[type(module)]
-    if isinstance(module, (Conv2dAct, LinearAct)) and module.activation != "none":
-        return module.activation in ("relu", "relu6")
-    return None
+    if isinstance(module, (fused.Conv2dAct, fused.LinearAct)) and module.activation != "none":
+        return ACTIVATIONS.get(fused.ACTIVATIONS[module.activation].module, False)
+    return ACTIVATIONS.get(type(module))
 
 
 @dataclass
@@ -176,17 +174,19 @@ def _sources(model: nn.Module) -> dict[str, str | None]:
         if not isinstance(parent, nn.Sequential):
             continue
         children = list(parent.named_children())
+        def full(child_name: str) -> str:
+            return f"{parent_name}.{child_name}" if parent_name else child_name
+
         for i, (name, child) in enumerate(children):
             if site_zeros(child) is None:
                 continue
             if type(child) not in ACTIVATIONS:  # a fused layer: conv or linear and activation in one
-                out[f"{parent_name}.{name}" if parent_name else name] = f"{parent_name}.{name}" if parent_name else name
+                out[full(name)] = full(name)
                 continue
             j = i - 1
             while j >= 0 and isinstance(children[j][1], _PASS_THROUGH):
                 j -= 1
-            out[f"{parent_name}.{name}" if parent_name else name] = (
-                (f"{parent_name}.{children[j][0]}" if parent_name else children[j][0]) if j >= 0 else None)
+            out[full(name)] = full(children[j][0]) if j >= 0 else None
     return out
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from trimnet.models.fused import Conv2dAct, LinearAct, activation_of
+from trimnet.models.fused import Conv2dAct, LinearAct, activation_of, kernel_for
 from trimnet.optimize.fuse.base import Chain, Item, PassLog, register_pass
 
 
@@ -44,13 +44,10 @@ def act_fuse(chain: Chain, log: PassLog) -> list[Item]:
 
 def _packed(item: Item, log: PassLog) -> Item:
     """A plain conv left without an activation runs on the packed-weight kernel too, where that pays."""
-    if type(item.module) is not nn.Conv2d or _why_not(item.module) is not None:
-        return item
-    fused = Conv2dAct.from_conv(item.module, "none")
-    if fused.kernel != "onednn":
+    if type(item.module) is not nn.Conv2d or _why_not(item.module) is not None or kernel_for(item.module) != "onednn":
         return item
     log.change("pack", [item.name], item.name, "Conv2d -> Conv2dAct (no activation; weight packed for oneDNN)")
-    return Item(item.name, fused.train(item.module.training), item.in_shape, item.out_shape)
+    return Item(item.name, _fused(item.module, "none"), item.in_shape, item.out_shape)
 
 
 def _with_activations(chain: Chain, log: PassLog) -> list[Item]:
