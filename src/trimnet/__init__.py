@@ -8,6 +8,8 @@ onnx, openvino, fastapi or matplotlib.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -89,12 +91,22 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-# ``train``, ``profile`` and ``optimize`` name both a subpackage and the function users call. Importing
-# a subpackage sets it as an attribute of this package, so bind the functions eagerly,
-# after the subpackages have loaded, and the function always wins.
-from trimnet.optimize import optimize  # noqa: E402
-from trimnet.profile import profile  # noqa: E402
-from trimnet.train import train  # noqa: E402
+# ``train``, ``profile`` and ``optimize`` name both a subpackage and the function users call.
+# Importing a subpackage makes the import system set it as an attribute of this package, which
+# would shadow the function; the package's module type keeps those three names for the
+# functions, so they stay lazy (no torch at ``import trimnet``) and always win. The
+# subpackages themselves stay importable by their dotted names (``trimnet.train.loop``).
+_FUNCTIONS_OVER_SUBPACKAGES = frozenset({"train", "profile", "optimize"})
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _FUNCTIONS_OVER_SUBPACKAGES and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 if TYPE_CHECKING:  # pragma: no cover
     from trimnet.artifact import Artifact, load_artifact, save_artifact
