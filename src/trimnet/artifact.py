@@ -8,8 +8,6 @@ any other ``nn.Module`` is stored as a ``torch.export`` program (``model.pt2``).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,6 +17,7 @@ from torch import nn
 
 from trimnet.data.dataset import Normalization
 from trimnet.errors import ArtifactError, ModelError
+from trimnet.files import atomic_path, atomic_write  # noqa: F401  (atomic_write: used by importers too)
 
 FORMAT = "trimnet.artifact"
 FORMAT_VERSION = 1
@@ -66,23 +65,6 @@ class Artifact:
         """Raw inputs (as in the source files) -> what the model was trained on."""
         norm = self.normalization
         return norm.apply(x.float()) if norm is not None else x.float()
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write to a temporary file beside ``path`` and rename it over: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -158,14 +140,8 @@ def _save_program(model: nn.Module, path: Path, in_shape: tuple[int, ...]) -> No
         ) from None
     finally:
         model.train(was_training)
-    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".pt2", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.export.save(program, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        torch.export.save(program, str(tmp))
 
 
 def load_artifact(path: str | Path) -> Artifact:

@@ -12,11 +12,17 @@ def add_parser(sub, name: str) -> None:
     p = sub.add_parser(name, help="train, profile, optimize, export, benchmark and report, in one go",
                        description="The main job. Without -c it runs the bundled default: the digits CNN. "
                                    "Dotted flags override the config (--optimize.max_accuracy_drop 0.01).")
-    add_config_args(p)
+    add_config_args(p, _default_config)
     add_json_arg(p)
     p.add_argument("--out", help="run directory (default runs/DATA-MODEL-run); an interrupted run resumes there")
     p.add_argument("--from", dest="train_from", metavar="RUN_DIR", help="start from a trained run instead of training")
     p.set_defaults(func=run)
+
+
+def _default_config():
+    from trimnet.pipeline import PipelineConfig
+
+    return PipelineConfig()
 
 
 def run(args: argparse.Namespace) -> int:

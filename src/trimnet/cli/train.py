@@ -13,7 +13,7 @@ def add_parser(sub, name: str) -> None:
     p = sub.add_parser(name, help="train a model and write a run directory",
                        description="Train a model. Any config key can be set with a dotted flag, "
                                    "e.g. --train.epochs 15 --train.lr 3e-4 --data.seed 1.")
-    add_config_args(p)
+    add_config_args(p, _default_config)
     add_json_arg(p)
     p.add_argument("--data", help="dataset: digits, breast_cancer, wine, iris, csv:PATH, npz:PATH, folder:DIR, idx:DIR, cifar:DIR")
     p.add_argument("--model", help="registered model name (see --list-models)")
@@ -22,6 +22,12 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--list-models", action="store_true", help="list the registered models and exit")
     p.set_defaults(func=run)
+
+
+def _default_config():
+    from trimnet.config import RunConfig
+
+    return RunConfig()
 
 
 def resolve_config(args: argparse.Namespace):
