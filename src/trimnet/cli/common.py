@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
 import json
+import os
 import re
+import shutil
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Callable
 
 from trimnet.errors import ConfigError
@@ -208,3 +213,34 @@ def print_config(cfg: Any, section: str | None = None) -> None:
 
     data = to_dict(cfg)
     print(yaml.safe_dump({section: data} if section else data, sort_keys=False), end="")
+
+
+def check_out(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """An output directory that can be made: not a file, not under a file, on a writable disk.
+    Checked before any data loads, so a typo fails in a second, not after an hour."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path} is a file; choose a directory for the run")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{flag} {path} lies under {parent}, which is a file; choose another {flag}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: {parent} is not writable (read-only or no permission); "
+                          f"choose another {flag}")
+    return path
+
+
+@contextlib.contextmanager
+def new_run_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Remove the run directory again if the command that created it fails before it holds
+    anything worth keeping (a checkpoint to resume from); nothing half-written is left."""
+    path = Path(path)
+    existed = path.exists()
+    try:
+        yield path
+    except BaseException:
+        if not existed and path.is_dir() and not any(path.rglob("last.pt")):
+            shutil.rmtree(path, ignore_errors=True)
+        raise

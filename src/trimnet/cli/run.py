@@ -35,8 +35,11 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
+    from trimnet.cli.common import check_out, new_run_dir
+
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.json else (lambda msg: print(msg, flush=True))
-    result = run_pipeline(cfg, say=say)
+    with new_run_dir(check_out(cfg.out)):
+        result = run_pipeline(cfg, say=say)
     if args.json:
         print_json({"out": str(result.out), "report": str(result.report) if result.report else None,
                     **{k: result.summary[k] for k in ("original", "winner", "summary_rows", "stages", "total_seconds")}})
