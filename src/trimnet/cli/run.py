@@ -14,6 +14,8 @@ def add_parser(sub, name: str) -> None:
                                    "Dotted flags override the config (--optimize.max_accuracy_drop 0.01).")
     add_config_args(p, _default_config)
     add_json_arg(p)
+    p.add_argument("--data", help="dataset, short for --data.source (digits, csv:PATH, npz:PATH, folder:DIR, ...)")
+    p.add_argument("--model", help="model, short for --model.name (see trimnet train --list-models)")
     p.add_argument("--out", help="run directory (default runs/DATA-MODEL-run); an interrupted run resumes there")
     p.add_argument("--from", dest="train_from", metavar="RUN_DIR", help="start from a trained run instead of training")
     p.set_defaults(func=run)
@@ -31,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from trimnet.config import to_dict
     from trimnet.pipeline import SUMMARY_HEADERS, load_pipeline_config, run_pipeline, summary_table
 
-    cfg = load_pipeline_config(args.config, args.overrides, out=args.out, train_from=args.train_from)
+    short = [(k, v) for k, v in (("data.source", args.data), ("model.name", args.model)) if v is not None]
+    cfg = load_pipeline_config(args.config, short + args.overrides, out=args.out, train_from=args.train_from)
     if args.print_config:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
