@@ -70,6 +70,7 @@ _API: dict[str, str] = {
     "optimize": "trimnet.optimize",
     "OptimizeConfig": "trimnet.optimize",
     "OptimizeResult": "trimnet.optimize",
+    "FinetuneConfig": "trimnet.optimize.finetune",
     # the main job
     "run_pipeline": "trimnet.pipeline",
     "PipelineConfig": "trimnet.pipeline",
@@ -92,16 +93,16 @@ def __dir__() -> list[str]:
 
 
 # ``train``, ``profile`` and ``optimize`` name both a subpackage and the function users call.
-# Importing a subpackage makes the import system set it as an attribute of this package, which
-# would shadow the function; the package's module type keeps those three names for the
-# functions, so they stay lazy (no torch at ``import trimnet``) and always win. The
-# subpackages themselves stay importable by their dotted names (``trimnet.train.loop``).
-_FUNCTIONS_OVER_SUBPACKAGES = frozenset({"train", "profile", "optimize"})
+# Importing a subpackage sets it as an attribute of this package; ``_Package`` ignores that
+# for these names, so the function always wins and nothing heavy (torch) loads until used
+# (``trimnet --version`` stays fast).
+_FUNCTIONS = {"train": "trimnet.train", "profile": "trimnet.profile", "optimize": "trimnet.optimize"}
+_API.update(_FUNCTIONS)
 
 
 class _Package(types.ModuleType):
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _FUNCTIONS_OVER_SUBPACKAGES and isinstance(value, types.ModuleType):
+        if name in _FUNCTIONS and isinstance(value, types.ModuleType):
             return
         super().__setattr__(name, value)
 
@@ -114,4 +115,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from trimnet.data import Dataset, list_sources, load_dataset, register_source
     from trimnet.errors import ArtifactError, ConfigError, DataError, ModelError, TrainingError, TrimnetError
     from trimnet.models import create_model, from_spec, list_models, register_model, to_spec
+    from trimnet.optimize.finetune import FinetuneConfig
     from trimnet.train import Evaluation, TrainResult, evaluate, predict, train

@@ -8,8 +8,6 @@ any other ``nn.Module`` is stored as a ``torch.export`` program (``model.pt2``).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,6 +17,8 @@ from torch import nn
 
 from trimnet.data.dataset import Normalization
 from trimnet.errors import ArtifactError, ModelError
+from trimnet.models.checked import MAX_PARAMS  # a model.json asking for more is corrupt or hostile
+from trimnet.files import atomic_path, atomic_write  # noqa: F401  (atomic_write: used by importers too)
 
 FORMAT = "trimnet.artifact"
 FORMAT_VERSION = 1
@@ -26,6 +26,8 @@ WEIGHTS = "model.safetensors"
 META = "model.json"
 PROGRAM = "model.pt2"
 METRICS = "metrics.json"
+MAX_INPUT_VALUES = 1 << 28  # per sample (a 3 x 9459 x 9459 image); more is a typo
+MAX_CLASSES = 1 << 20
 
 
 @dataclass
@@ -66,23 +68,6 @@ class Artifact:
         """Raw inputs (as in the source files) -> what the model was trained on."""
         norm = self.normalization
         return norm.apply(x.float()) if norm is not None else x.float()
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write to a temporary file beside ``path`` and rename it over: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -158,14 +143,8 @@ def _save_program(model: nn.Module, path: Path, in_shape: tuple[int, ...]) -> No
         ) from None
     finally:
         model.train(was_training)
-    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".pt2", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.export.save(program, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        torch.export.save(program, str(tmp))
 
 
 def load_artifact(path: str | Path) -> Artifact:
@@ -178,22 +157,101 @@ def load_artifact(path: str | Path) -> Artifact:
     meta = read_json(path / META)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ArtifactError(f"{path / META} is not a trimnet model description; is this a trimnet run directory?")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise ArtifactError(f"{path} was written by a newer trimnet (format {meta['format_version']}); upgrade trimnet")
-    for key in ("in_shape", "class_names"):
-        if key not in meta:
-            raise ArtifactError(f"{path / META} lacks {key!r}; the file is incomplete, rebuild it")
+    check_meta(meta, path / META)
     if meta.get("spec") is None:
-        model = _load_program(path / meta.get("program", PROGRAM))
+        model = _load_program(_inside(path, meta.get("program", PROGRAM), "program", path / META))
     else:
+        build = lambda: from_spec(meta["spec"], arch=meta.get("arch", "custom"),  # noqa: E731
+                                  in_shape=meta["in_shape"], num_classes=meta.get("num_classes", len(meta["class_names"])))
         try:
-            model = from_spec(meta["spec"], arch=meta.get("arch", "custom"), in_shape=meta["in_shape"],
-                              num_classes=meta.get("num_classes", len(meta["class_names"])))
+            with torch.device("meta"):  # sizes first, without allocating: a spec may ask for 10^12 weights
+                params = sum(p.numel() for p in build().parameters())
+            if params > MAX_PARAMS:
+                raise ArtifactError(f"{path / META}: the model spec asks for {params:,} parameters (at most "
+                                    f"{MAX_PARAMS:,}); the file is corrupt, rebuild it")
+            model = build()
+        except ArtifactError:
+            raise
         except ModelError as exc:
             raise ArtifactError(f"{path / META}: the model spec is invalid: {exc}") from None
-        model.load_state_dict(_load_weights(path / meta.get("weights", WEIGHTS), model))
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError) as exc:
+            raise ArtifactError(f"{path / META}: the model spec is invalid ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else ''}); rebuild it") from None
+        weights = _inside(path, meta.get("weights", WEIGHTS), "weights", path / META)
+        model.load_state_dict(_load_weights(weights, model))
         model.eval()  # an exported program was traced in eval mode already (and refuses .eval())
     return Artifact(path=path, model=model, meta=meta)
+
+
+def check_meta(meta: dict, where: Path) -> None:
+    """The values of model.json, checked before anything is built from them."""
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise ArtifactError(f"{where}: format_version must be a whole number; got {version!r}; rebuild the file")
+    if version > FORMAT_VERSION:
+        raise ArtifactError(f"{where.parent} was written by a newer trimnet (format {version}); upgrade trimnet")
+    for key in ("in_shape", "class_names"):
+        if key not in meta:
+            raise ArtifactError(f"{where} lacks {key!r}; the file is incomplete, rebuild it")
+    shape = meta["in_shape"]
+    if (not isinstance(shape, list) or not 1 <= len(shape) <= 4
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)):
+        raise ArtifactError(f"{where}: in_shape must be 1 to 4 positive integers like [1, 28, 28]; got {shape!r}")
+    values = 1
+    for d in shape:
+        values *= d
+    if values > MAX_INPUT_VALUES:
+        raise ArtifactError(f"{where}: in_shape {shape} is {values:,} values per sample (at most "
+                            f"{MAX_INPUT_VALUES:,}); the file is corrupt, rebuild it")
+    names = meta["class_names"]
+    if not isinstance(names, list) or not names or len(names) > MAX_CLASSES:
+        raise ArtifactError(f"{where}: class_names must be a non-empty list of names; got {_short(names)}")
+    if not all(isinstance(n, (str, int)) and not isinstance(n, bool) for n in names):
+        raise ArtifactError(f"{where}: class_names must hold names (strings); got {_short(names)}")
+    num = meta.get("num_classes", len(names))
+    if num != len(names) or isinstance(num, bool):
+        raise ArtifactError(f"{where}: num_classes is {num!r} but class_names has {len(names)} names; "
+                            "the file is corrupt, rebuild it")
+    norm = meta.get("normalization")
+    if norm is not None and not _valid_norm(norm, shape):
+        raise ArtifactError(f"{where}: normalization must be null or {{\"mean\": [...], \"std\": [...], \"axis\": 1}} "
+                            f"with one finite mean and positive std per channel of {shape}; got {_short(norm)}")
+    for key in ("name", "arch"):
+        if key in meta and not isinstance(meta[key], str):
+            raise ArtifactError(f"{where}: {key} must be a string; got {_short(meta[key])}")
+    if meta.get("spec") is not None and not isinstance(meta["spec"], (dict, list)):
+        raise ArtifactError(f"{where}: spec must be a layer description or null; got {_short(meta['spec'])}")
+
+
+def _valid_norm(norm: Any, shape: list[int]) -> bool:
+    import math
+
+    if not isinstance(norm, dict) or not {"mean", "std"} <= set(norm):
+        return False
+    axis = norm.get("axis", 1)
+    if not isinstance(axis, int) or isinstance(axis, bool) or not 1 <= axis <= len(shape):
+        return False
+    mean, std = norm["mean"], norm["std"]
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                  for v in (*mean, *std)) if isinstance(mean, list) and isinstance(std, list) else False
+    return (numbers and len(mean) == len(std) and len(mean) in (1, shape[axis - 1])
+            and all(v > 0 for v in std))
+
+
+def _inside(run: Path, name: Any, key: str, where: Path) -> Path:
+    """A file named by model.json, which must lie inside the run directory (never /etc/passwd)."""
+    if not isinstance(name, str) or not name:
+        raise ArtifactError(f"{where}: {key} must be a file name in the run directory; got {_short(name)}")
+    file = (run / name).resolve()
+    if not file.is_relative_to(run.resolve()):
+        raise ArtifactError(f"{where}: {key} {name!r} points outside the run directory; "
+                            "model.json may only name files beside it")
+    return file
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _load_weights(file: Path, model: nn.Module) -> dict[str, torch.Tensor]:
@@ -225,7 +283,15 @@ def _load_weights(file: Path, model: nn.Module) -> dict[str, torch.Tensor]:
 def _load_program(file: Path) -> nn.Module:
     if not file.exists():
         raise ArtifactError(f"{file} is missing; the run directory is incomplete, save the model again")
+    import logging
+
+    # torch.export logs its own traceback of a failed load as a warning; the error below says it in one line
+    quiet = logging.getLogger("torch.export")
+    was = quiet.disabled
+    quiet.disabled = True
     try:
         return torch.export.load(str(file)).module()
     except Exception as exc:  # a corrupt zip surfaces as several error types
         raise ArtifactError(f"{file} is truncated or corrupt ({type(exc).__name__}); save the model again") from None
+    finally:
+        quiet.disabled = was

@@ -20,6 +20,7 @@ import torch
 
 from trimnet.config import CONFIG_VERSION, DataConfig, ModelConfig, RunConfig, TrainConfig
 from trimnet.errors import TrimnetError
+from trimnet.models.checked import create_checked
 from trimnet.optimize.search import OptimizeConfig
 
 log = logging.getLogger("trimnet.run")
@@ -96,7 +97,7 @@ def run_pipeline(cfg: PipelineConfig, *, say: Callable[[str], None] | None = Non
         else:
             data = tn.load_dataset(config=cfg.data)
             torch.manual_seed(cfg.train.seed)
-            model = tn.create_model(cfg.model.name, data.in_shape, data.num_classes, **cfg.model.options)
+            model = create_checked(cfg.model.name, data.in_shape, data.num_classes, **cfg.model.options)
             resume = (source / "checkpoints" / "last.pt").exists()
             tn.train(model, data, cfg.train, source, resume=resume, run_config=cfg.run_config())
             art = load_artifact(source)

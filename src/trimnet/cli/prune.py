@@ -23,7 +23,7 @@ def add_parser(sub, name: str) -> None:
                                    "the unpruned model. The input run is never changed. Config keys are dotted "
                                    "flags too: --finetune.epochs 5 --finetune.lr 1e-3.")
     p.add_argument("run_dir", help="run directory (from trimnet train)")
-    add_config_args(p)
+    add_config_args(p, _default_config)
     add_json_arg(p)
     p.add_argument("--criterion", help="apoz (default), mean_activation, l1, l2, bn_scale or taylor")
     amount = p.add_mutually_exclusive_group()
@@ -41,6 +41,12 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--list-criteria", action="store_true", help="list the pruning criteria and exit")
     p.set_defaults(func=run)
+
+
+def _default_config():
+    from trimnet.optimize.prune import PruneConfig
+
+    return PruneConfig()
 
 
 def resolve_config(args: argparse.Namespace):

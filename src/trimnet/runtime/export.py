@@ -152,7 +152,13 @@ def export_onnx_file(model: nn.Module, path: str | Path, example_inputs: torch.T
         except Exception as exc:  # the exporter raises many types; the user needs the operator it names
             raise ExportError(export_failure(model, exc, opset)) from None
     program.model.metadata_props.update(metadata or {})
-    program.save(str(path), external_data=large)
+    if large:  # weights beside the graph: several files, written in place
+        program.save(str(path), external_data=True)
+        return path
+    from trimnet.files import atomic_path
+
+    with atomic_path(path) as tmp:  # never a truncated model.onnx (full disk, kill)
+        program.save(str(tmp))
     return path
 
 
