@@ -318,11 +318,12 @@ class _Tracker:
         rec.removed += gone
         rec.channels = (rec.channels[0], len(self.group_alive[g.name]))
         rec.layers = sorted({i.name for i in g.items if i.role in ("out", "in")} | set(rec.layers))
-        for item, positions in per_item:
-            if item.role != "out":
+        for item, positions, width in per_item:
+            if item.role != "out" or not len(positions):
                 continue
             key = (item.name, item.role)
-            alive_pos = self.alive.setdefault(key, list(range(int(item.idxs.max()) + 1)))
+            # the module's whole axis: several groups may share it (a concatenation's readers)
+            alive_pos = self.alive.setdefault(key, list(range(width if width else int(positions.max()) + 1)))
             drop = {int(p) for p in positions}
             self.removed_positions.setdefault(item.name, []).extend(alive_pos[p] for p in sorted(drop))
             self.alive[key] = [p for i, p in enumerate(alive_pos) if i not in drop]
