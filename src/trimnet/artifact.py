@@ -62,6 +62,8 @@ class Artifact:
 
     def example_inputs(self, batch: int = 1, seed: int = 0) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed)
+        if hasattr(self.model, "sample_inputs"):  # token ids and the like (models/families)
+            return self.model.sample_inputs(batch, g)
         return torch.randn((batch, *self.in_shape), generator=g)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:

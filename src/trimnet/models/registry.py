@@ -63,6 +63,10 @@ def create_model(name: str, in_shape: Sequence[int], num_classes: int, **options
 
 
 def from_spec(spec: S.Spec, *, arch: str = "custom", in_shape: Sequence[int] = (), num_classes: int = 0) -> SpecNet:
+    if isinstance(spec, dict) and spec.get("type") == "hf":  # a model family's spec (models/families)
+        from trimnet.models.families import build_from_spec
+
+        return build_from_spec(spec)
     seq = S.build(spec)
     if not isinstance(seq, nn.Sequential):
         seq = nn.Sequential(seq)
@@ -71,4 +75,7 @@ def from_spec(spec: S.Spec, *, arch: str = "custom", in_shape: Sequence[int] = (
 
 def to_spec(model: nn.Module) -> S.Spec:
     """The spec of ``model``; a ``ModelError`` if it holds modules the spec cannot describe."""
-    return S.describe(model)
+    from trimnet.models.families import spec_of
+
+    family_spec = spec_of(model)
+    return family_spec if family_spec is not None else S.describe(model)

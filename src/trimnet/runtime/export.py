@@ -95,7 +95,7 @@ def export(
         export_onnx_file(model, path, example_inputs, opset=opset, metadata=meta)
     else:
         export_openvino_file(model, path, example_inputs, opset=opset, precision=precision, metadata=meta)
-    checks = random_inputs(example_inputs.shape[1:]) + real_inputs(inputs, dataset)
+    checks = random_inputs(example_inputs.shape[1:], model=model) + real_inputs(inputs, dataset)
     report = check_file(model, path, checks, precision=precision)
     return ExportResult(path=path, format=fmt, precision=precision, opset=opset, parity=report, metadata=meta,
                         seconds=time.perf_counter() - start)
@@ -250,6 +250,8 @@ def _quiet_exporter() -> Iterator[None]:
 def _example(model: nn.Module, example_inputs: torch.Tensor | None) -> torch.Tensor:
     if example_inputs is not None:
         return torch.as_tensor(example_inputs).float()
+    if hasattr(model, "sample_inputs"):
+        return model.sample_inputs(2, torch.Generator().manual_seed(0))
     in_shape = getattr(model, "in_shape", None)
     if not in_shape:
         raise ConfigError(f"pass example_inputs: {type(model).__name__} does not record its input shape")

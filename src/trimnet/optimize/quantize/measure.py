@@ -40,7 +40,7 @@ def parity(fp32: nn.Module, run: Callable[[np.ndarray], np.ndarray], precision: 
     """(report, passed, one-line summary) of the candidate's outputs against fp32 PyTorch; never raises."""
     cases = [(f"test batch {len(real)}", real)]
     if precision not in MIN_SQNR_DB:
-        cases = random_inputs(real.shape[1:]) + cases
+        cases = random_inputs(real.shape[1:], model=fp32) + cases
     report = check_parity(fp32, run, cases, runtime=runtime, precision=PARITY_NAMES[precision],
                           tolerance=None if precision not in MIN_SQNR_DB else Tolerance(0.0, 0.0), strict=False)
     with torch.inference_mode():
