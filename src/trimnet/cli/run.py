@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from trimnet.config import to_dict
-    from trimnet.pipeline import SUMMARY_HEADERS, load_pipeline_config, run_pipeline, summary_table
+    from trimnet.pipeline import SUMMARY_HEADERS, load_pipeline_config, run_pipeline, summary_notes, summary_table
 
     short = [(k, v) for k, v in (("data.source", args.data), ("model.name", args.model)) if v is not None]
     cfg = load_pipeline_config(args.config, short + args.overrides, out=args.out, train_from=args.train_from)
@@ -45,13 +45,12 @@ def run(args: argparse.Namespace) -> int:
         result = run_pipeline(cfg, say=say)
     if args.json:
         print_json({"out": str(result.out), "report": str(result.report) if result.report else None,
-                    **{k: result.summary[k] for k in ("original", "winner", "summary_rows", "stages", "total_seconds")}})
+                    **{k: result.summary[k] for k in ("original", "winner", "summary_rows", "interference", "stages",
+                                          "total_seconds")}})
         return 0
     print()
     print(format_table(SUMMARY_HEADERS, summary_table(result.summary)))
-    t = result.summary["target"]
-    print(f"\nlatency at batch {t['batch']}, throughput at batch {t['throughput_batch']}, measured side by side; "
-          "x: against the original in PyTorch eager")
+    print("\n" + "\n".join(summary_notes(result.summary)))
     print(" · ".join(f"{s['name']} {s['seconds']:.1f}s" for s in result.summary["stages"]),
           f"· total {result.summary['total_seconds']:.0f}s")
     print(f"winner: {result.out / 'best'}" + (f"   report: {result.report}" if result.report else ""))

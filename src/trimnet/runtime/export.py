@@ -68,12 +68,17 @@ def export(
 ) -> ExportResult:
     """Export ``model`` (an ``nn.Module`` or an ``Artifact``) to ``path`` and check it against PyTorch.
 
+    An ``OptimizeResult`` exports its winner as it ships (an int8 winner's own file) and
+    returns the path written.
+
     The format follows ``format`` or the suffix of ``path`` (``.onnx``, ``.xml``); a directory
     gets ``model.onnx`` / ``model.xml``. The check runs seeded random inputs and the real
     ones given as ``inputs`` or ``dataset`` (its test split); a failure raises ``ParityError``.
     """
     from trimnet.artifact import Artifact
 
+    if hasattr(model, "shipped") and hasattr(model, "export"):  # an OptimizeResult: export what ships
+        return model.export(path, example_inputs)
     start = time.perf_counter()
     if isinstance(model, Artifact):
         art = model
