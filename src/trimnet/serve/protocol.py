@@ -118,13 +118,14 @@ def check_input_header(name: Any, datatype: Any, shape: Any, spec: InputSpec) ->
     if name != INPUT_NAME:
         raise RequestError(f"unknown input {_short(name)}; the model's input is named '{INPUT_NAME}'")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
-        raise RequestError(f"input '{INPUT_NAME}': shape {_short(shape)} must be a list of integers")
+        raise RequestError(f"input '{INPUT_NAME}': shape {_short(shape)} does not match the model's "
+                           f"{[-1, 1] if spec.text else expected} (a list of integers, batch first)")
     if datatype == "BYTES":
         if not spec.text:
             raise RequestError(f"input '{INPUT_NAME}': datatype 'BYTES' (text) needs a model with a tokenizer "
                                "(a text run directory with encode_text); send FP32 numbers of shape "
                                f"{expected} to this one")
-        if len(shape) not in (1, 2) or shape[0] < 1 or (len(shape) == 2 and shape[1] != 1):
+        if len(shape) not in (1, 2) or shape[0] < 1 or (len(shape) == 2 and shape[1] != 1) or shape[0] > 2**31:
             raise RequestError(f"input '{INPUT_NAME}': a BYTES input has shape [batch] or [batch, 1] (one string "
                                f"per sample), not {_short(shape)}")
         return shape, shape[0]
@@ -265,7 +266,7 @@ def model_metadata(name: str, spec: InputSpec, class_names: Sequence[str], platf
                    parameters: dict | None = None) -> dict:
     classes = len(class_names)
     shapes = {"probabilities": [-1, classes], "labels": [-1, -1], "classes": [-1, -1], "confidences": [-1, -1]}
-    inputs = ({"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]} if spec.text
+    inputs = ({"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1, 1]} if spec.text
               else {"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, *spec.in_shape]})
     return {
         "name": name,

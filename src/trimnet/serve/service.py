@@ -147,16 +147,13 @@ class Service:
             b.start()
 
     async def drain(self, timeout: float) -> None:
-        """Refuse new work, let what is queued finish for up to ``timeout`` s, then refuse the rest (503)."""
+        """Refuse new work, run what is queued (now, not after max_delay) for up to ``timeout`` s, refuse the rest."""
         self.draining = True
         log.info("draining: finishing %d queued samples (up to %g s)",
                  sum(b.queued for b in self.batchers.values()), timeout)
+        await asyncio.gather(*(b.close(timeout=timeout) for b in self.batchers.values()))
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline and (self.active or not all(b.idle for b in self.batchers.values())):
-            await asyncio.sleep(0.01)
-        await self.close_batchers(timeout=max(0.0, deadline - loop.time()))
-        end = loop.time() + 1.0  # let the refused requests answer
+        end = loop.time() + 1.0  # let the last requests (answered or refused) write their responses
         while self.active and loop.time() < end:
             await asyncio.sleep(0.01)
 
