@@ -32,7 +32,7 @@ class BatcherClosed(Exception):
 
 
 class BatchObserver(Protocol):
-    def batch(self, size: int, seconds: float) -> None: ...
+    def batch(self, size: int, seconds: float, requests: int) -> None: ...
     def queued(self, seconds: float) -> None: ...
 
 
@@ -243,7 +243,7 @@ class Batcher:
         self.stats.largest = max(self.stats.largest, size)
         self.stats.sizes[size] += 1
         if self.observer is not None:
-            self.observer.batch(size, seconds)
+            self.observer.batch(size, seconds, len(batch))
             for s in batch:
                 self.observer.queued(started - s.job.enqueued)
 
