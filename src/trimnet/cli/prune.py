@@ -82,9 +82,11 @@ def output_dir(run_dir: Path, out: str | None, overwrite: bool) -> Path:
     path = Path(out) if out else run_dir.parent / f"{run_dir.name}-pruned"
     if path.resolve() == run_dir.resolve():
         raise ConfigError(f"--out {path} is the input run; the input is never changed, choose another --out")
-    if path.exists() and any(path.iterdir()) and not overwrite:
+    if path.exists() and path.is_dir() and any(path.iterdir()) and not overwrite:
         raise ConfigError(f"{path} already exists; pass --overwrite to replace it, or choose another --out")
-    return path
+    from trimnet.cli.common import check_out
+
+    return check_out(path)
 
 
 def write_run(out: Path, write) -> None:
