@@ -218,6 +218,18 @@ def check_meta(meta: dict, where: Path) -> None:
     if norm is not None and not _valid_norm(norm, shape):
         raise ArtifactError(f"{where}: normalization must be null or {{\"mean\": [...], \"std\": [...], \"axis\": 1}} "
                             f"with one finite mean and positive std per channel of {shape}; got {_short(norm)}")
+    data = meta.get("data")
+    if data is not None:
+        from trimnet.config import DataConfig, from_dict
+        from trimnet.errors import ConfigError
+
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{where}: data must be the dataset record or null; got {_short(data)}")
+        try:
+            from_dict(DataConfig, {k: v for k, v in data.items() if k in DataConfig.__dataclass_fields__},
+                      "data").validate()
+        except ConfigError as exc:
+            raise ArtifactError(f"{where}: the dataset record is invalid ({exc}); rebuild the file") from None
     for key in ("name", "arch"):
         if key in meta and not isinstance(meta[key], str):
             raise ArtifactError(f"{where}: {key} must be a string; got {_short(meta[key])}")

@@ -29,8 +29,8 @@ CATALOG_DEVICES = ["t4", "l4", "a100-80gb", "h100-sxm"]
 
 @dataclass
 class MeasureConfig:
-    devices: list = field(default_factory=lambda: list(CATALOG_DEVICES))  # catalog devices to estimate on
-    backends: list = field(default_factory=list)  # backends original and winner are timed on; empty: all installed
+    devices: list[str] = field(default_factory=lambda: list(CATALOG_DEVICES))  # catalog devices to estimate on
+    backends: list[str] = field(default_factory=list)  # backends original and winner are timed on; empty: all installed
 
 
 @dataclass

@@ -47,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list_backends:
         return _list_backends(args)
+    if args.out:
+        common.check_out_file(args.out)
     cfg = _config(args)
     if args.print_config:
         common.print_config(cfg, "bench")

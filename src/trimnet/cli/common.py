@@ -244,3 +244,12 @@ def new_run_dir(path: str | os.PathLike) -> Iterator[Path]:
         if not existed and path.is_dir() and not any(path.rglob("last.pt")):
             shutil.rmtree(path, ignore_errors=True)
         raise
+
+
+def check_out_file(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """An output file whose directory can be made and written (checked before the work)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a directory; name a file")
+    check_out(path.parent, flag)
+    return path

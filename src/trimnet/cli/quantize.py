@@ -70,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.run_dir:
         raise ConfigError("pass the run directory to quantize, e.g. trimnet quantize runs/digits-cnn --precision int8")
     art = tn.load_artifact(args.run_dir)
-    out = prepare_out(art.path, args.out, f"{cfg.precision}-{cfg.resolved_backend}", args.overwrite)
+    from trimnet.cli.common import check_out
+
+    out = check_out(prepare_out(art.path, args.out, f"{cfg.precision}-{cfg.resolved_backend}", args.overwrite))
     try:
         result = quantize(art, None, cfg, out=out)
     except (AccuracyDropError, ParityMismatch) as exc:

@@ -50,14 +50,14 @@ class OptimizeConfig:
     target_backend: str = "onnxruntime"  # where latency decides
     batch: int = 1  # the batch size latency is measured at
     throughput_batch: int = 256  # reported beside it
-    backends: list = field(default_factory=list)  # backends the search may pick; empty: the target only
-    criteria: list = field(default_factory=lambda: ["apoz", "l1"])
-    ratios: list = field(default_factory=lambda: [0.5, 0.75, 0.875])
+    backends: list[str] = field(default_factory=list)  # backends the search may pick; empty: the target only
+    criteria: list[str] = field(default_factory=lambda: ["apoz", "l1"])
+    ratios: list[float] = field(default_factory=lambda: [0.5, 0.75, 0.875])
     finetune_epochs: int = 5
     # a ratio that misses the budget after finetune_epochs is fine-tuned again this long before
     # its direction is given up (0: no second try); the search's fine-tune budget dimension
     finetune_retry_epochs: int = 20
-    precisions: list = field(default_factory=lambda: ["fp32", "bf16", "int8"])
+    precisions: list[str] = field(default_factory=lambda: ["fp32", "bf16", "int8"])
     time_budget_s: float = 900.0
     bench_time_s: float = 0.5  # measured seconds per candidate
     threads: int | None = None  # threads every runtime uses; None: the cores other work leaves free (measured)
