@@ -142,6 +142,9 @@ def optimize(model: nn.Module, data: Dataset, config: OptimizeConfig | None = No
     """Find the fastest trimmed version of ``model`` on the target that stays within the budget."""
     from trimnet.runtime import get_backend
 
+    from trimnet.models.families import as_module
+
+    model = as_module(model, data)  # a transformers classifier becomes tensor-in / logits-out
     cfg = (config or OptimizeConfig()).validate()
     backends = list(dict.fromkeys([cfg.target_backend, *cfg.backends]))
     for b in backends:
