@@ -70,3 +70,12 @@ def test_profile_counts_exact_macs_of_each_family(wrapped, family_name):
     prof = tn.profile(wrapped, wrapped.sample_inputs(1))
     assert prof.macs == expected
     assert prof.params == sum(p.numel() for p in wrapped.parameters())
+
+
+def test_a_raw_transformers_classifier_is_taken_by_prune_and_export(tmp_path):
+    hf = tiny_bert().eval()
+    ids = torch.randint(3, 50, (4, SEQ)).float()
+    res = tn.prune(hf, ids, tn.PruneConfig(criterion="l2", ratio=0.5))
+    assert res.model.in_shape == (SEQ,) and res.model(ids).shape == (4, CLASSES)
+    assert res.record.macs[1] < res.record.macs[0]
+    assert tn.export(hf, tmp_path / "bert.onnx", ids[:2]).parity.passed

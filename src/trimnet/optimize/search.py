@@ -123,6 +123,9 @@ def optimize(model: nn.Module, data: Dataset, config: OptimizeConfig | None = No
     from trimnet.optimize.progress import reporter
     from trimnet.runtime import get_backend, load_runner
 
+    from trimnet.models.families import as_module
+
+    model = as_module(model, data)  # a transformers classifier becomes tensor-in / logits-out
     cfg = (config or OptimizeConfig()).validate()
     backends = list(dict.fromkeys([cfg.target_backend, *cfg.backends]))
     for b in backends:

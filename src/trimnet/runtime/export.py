@@ -87,6 +87,9 @@ def export(
         normalization = normalization if normalization is not None else art.normalization
         example_inputs = example_inputs if example_inputs is not None else art.example_inputs(2)
         metadata = {"arch": art.meta.get("arch"), **(metadata or {})}
+    from trimnet.models.families import as_module
+
+    model = as_module(model, dataset, example_inputs)
     if dataset is not None:
         class_names = class_names or dataset.class_names
         normalization = normalization if normalization is not None else dataset.normalization

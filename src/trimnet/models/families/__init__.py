@@ -68,6 +68,15 @@ def wrap(hf_model: nn.Module, seq_len: int | None = None, mask_padding: bool = T
     return HFClassifier(hf_model, fam, seq_len=seq_len, mask_padding=mask_padding)
 
 
+def as_module(model: Any, data: Any = None, example: Any = None) -> Any:
+    """``model`` itself, or a transformers classifier wrapped (``wrap``) so that every step takes it:
+    the sequence length comes from ``data``'s input shape or ``example``'s, else the default."""
+    if not isinstance(model, nn.Module) or not hasattr(getattr(model, "config", None), "model_type"):
+        return model
+    shape = getattr(data, "in_shape", None) or (tuple(example.shape[1:]) if example is not None else None)
+    return wrap(model, seq_len=shape[0] if shape and len(shape) == 1 else None)
+
+
 def spec_of(model: nn.Module) -> dict[str, Any] | None:
     """The family's JSON spec of ``model``, or None when the layer spec should describe it."""
     return family_of(model).spec(model)
@@ -77,5 +86,5 @@ def build_from_spec(spec: dict[str, Any]) -> nn.Module:
     return get_family(spec.get("family", "")).build(spec)
 
 
-__all__ = ["AttentionSite", "FAMILIES", "Family", "FfnSite", "build_from_spec", "family_of", "get_family",
+__all__ = ["AttentionSite", "FAMILIES", "as_module", "Family", "FfnSite", "build_from_spec", "family_of", "get_family",
            "list_families", "register_family", "spec_of", "wrap"]

@@ -120,6 +120,9 @@ def _resolve(model: Any) -> tuple[nn.Module, tuple[int, ...] | None]:
         return model.model, model.in_shape
     if not isinstance(model, nn.Module):
         raise ConfigError(f"cannot fuse a {type(model).__name__}; pass an nn.Module, an Artifact or a run directory")
+    from trimnet.models.families import as_module
+
+    model = as_module(model)
     shape = getattr(model, "in_shape", None)
     return model, tuple(shape) if shape else None
 

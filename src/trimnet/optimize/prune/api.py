@@ -43,6 +43,9 @@ def prune(model: nn.Module, data: Any, config: PruneConfig | None = None, *, inp
     The model is copied unless ``inplace``; the unpruned model is the distillation teacher.
     Any user error is a ``ConfigError`` or ``ModelError``, and leaves ``model`` as it was.
     """
+    from trimnet.models.families import as_module
+
+    model = as_module(model, data, data if isinstance(data, torch.Tensor) else None)
     cfg = config or PruneConfig()
     cfg.validate()
     require("torch_pruning", "pruning")

@@ -114,6 +114,9 @@ def _resolve(model: Any) -> tuple[nn.Module, dict]:
                              "normalization": model.normalization, "meta": model.meta, "path": str(model.path)}
     if not isinstance(model, nn.Module):
         raise ConfigError(f"cannot quantize a {type(model).__name__}; pass an nn.Module, an Artifact or a run directory")
+    from trimnet.models.families import as_module
+
+    model = as_module(model)
     return model, {"in_shape": list(getattr(model, "in_shape", ()) or ()), "class_names": None,
                    "normalization": None, "meta": {}, "path": None}
 
