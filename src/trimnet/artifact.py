@@ -12,7 +12,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from torch import nn
@@ -20,12 +20,17 @@ from torch import nn
 from trimnet.data.dataset import Normalization
 from trimnet.errors import ArtifactError, ModelError
 
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
 FORMAT = "trimnet.artifact"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 META = "model.json"
 PROGRAM = "model.pt2"
 METRICS = "metrics.json"
+TOKENIZER = "tokenizer.json"
+TOKENIZER_KEY = "tokenizer_json"  # meta["data"][...] in memory: the tokenizer's JSON, so re-saves carry it
 
 
 @dataclass
@@ -61,6 +66,22 @@ class Artifact:
     def example_inputs(self, batch: int = 1, seed: int = 0) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed)
         return torch.randn((batch, *self.in_shape), generator=g)
+
+    @property
+    def reads_text(self) -> bool:
+        """Whether the model takes token ids made by the run's ``tokenizer.json``."""
+        return bool(self.meta.get("tokenizer"))
+
+    def encode_text(self, texts: Sequence[str]) -> "np.ndarray":
+        """Raw strings -> ``(N, seq_len)`` float32 token ids, padded or truncated as in training."""
+        from trimnet.data.tokenizer import encode, load_tokenizer
+
+        if not self.reads_text:
+            raise ArtifactError(f"{self.path} was not trained on text (no {TOKENIZER}); pass numeric inputs")
+        if isinstance(texts, str):
+            texts = [texts]
+        text = (self.meta.get("data") or {}).get(TOKENIZER_KEY) or (self.path / TOKENIZER).read_text(encoding="utf-8")
+        return encode(load_tokenizer(text, self.in_shape[0]), list(texts))
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Raw inputs (as in the source files) -> what the model was trained on."""
@@ -117,6 +138,11 @@ def save_artifact(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = model.cpu()
+    extra = dict(extra or {})
+    tokenizer = None
+    if isinstance(extra.get("data"), dict) and extra["data"].get(TOKENIZER_KEY):
+        extra["data"] = dict(extra["data"])
+        tokenizer = extra["data"].pop(TOKENIZER_KEY)  # kept as tokenizer.json, not inside model.json
     meta: dict = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -127,8 +153,11 @@ def save_artifact(
         "class_names": list(class_names),
         "normalization": normalization.to_dict() if normalization else None,
         "versions": {"trimnet": __version__, "torch": torch.__version__},
-        **(extra or {}),
+        **extra,
     }
+    if tokenizer is not None:
+        meta["tokenizer"] = {"file": TOKENIZER, "seq_len": int(in_shape[0])}
+        atomic_write(out / TOKENIZER, tokenizer)
     try:
         meta["spec"] = to_spec(model)
         meta["weights"] = WEIGHTS
@@ -193,7 +222,19 @@ def load_artifact(path: str | Path) -> Artifact:
             raise ArtifactError(f"{path / META}: the model spec is invalid: {exc}") from None
         model.load_state_dict(_load_weights(path / meta.get("weights", WEIGHTS), model))
         model.eval()  # an exported program was traced in eval mode already (and refuses .eval())
+    if meta.get("tokenizer"):
+        meta.setdefault("data", {})[TOKENIZER_KEY] = _read_tokenizer(path / meta["tokenizer"].get("file", TOKENIZER))
     return Artifact(path=path, model=model, meta=meta)
+
+
+def _read_tokenizer(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ArtifactError(f"{file} is missing; model.json says the model reads text tokenized by it; "
+                            "train the model again") from None
+    except UnicodeDecodeError:
+        raise ArtifactError(f"{file} is corrupt (not UTF-8 JSON); train the model again") from None
 
 
 def _load_weights(file: Path, model: nn.Module) -> dict[str, torch.Tensor]:

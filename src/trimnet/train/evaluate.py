@@ -135,6 +135,8 @@ def dataset_of(artifact) -> Dataset:
 
     meta = artifact.meta["data"]
     fields = {k: meta[k] for k in DataConfig.__dataclass_fields__ if k in meta}
+    if meta.get("tokenizer_json"):  # text: tokenize with the run's own tokenizer.json, not a new one
+        fields["tokenizer"] = meta["tokenizer_json"]
     data = load_dataset(config=DataConfig(**fields))
     if tuple(data.in_shape) != artifact.in_shape or data.class_names != artifact.class_names:
         raise DataError(f"{fields.get('source')} no longer matches {artifact.path} (shape {data.in_shape} vs "
