@@ -36,12 +36,13 @@ class TextSamples:
     seq_len: int
     vocab_size: int
     tokenizer: str  # bpe | wordpiece | tokenizer.json path or JSON text
-    column: str | None = None
+    column: str | None = None  # csv: the text column
+    label: str | None = None  # csv: the label column as the user named it
 
 
 def text_raw(texts: list[str], labels: list[str], cfg: DataConfig, origin: str, *,
              test: tuple[list[str], list[str]] | None = None, class_names: list[str] | None = None,
-             column: str | None = None) -> RawData:
+             column: str | None = None, label: str | None = None) -> RawData:
     """RawData of kind "text" from strings and their string labels (classes sorted, numbers as numbers)."""
     from trimnet.data.csv import _encode_labels
 
@@ -54,7 +55,7 @@ def text_raw(texts: list[str], labels: list[str], cfg: DataConfig, origin: str, 
     y_train, y_test = y[:n], y[n:]
     raw_test = (np.zeros((len(test[0]), 0), np.float32), y_test) if test else None
     samples = TextSamples(texts=list(texts), test_texts=list(test[0]) if test else None, seq_len=cfg.seq_len,
-                          vocab_size=cfg.vocab_size, tokenizer=cfg.tokenizer, column=column)
+                          vocab_size=cfg.vocab_size, tokenizer=cfg.tokenizer, column=column, label=label)
     return RawData(x=np.zeros((n, 0), np.float32), y=y_train, class_names=class_names, kind="text",
                    origin=origin, test=raw_test, text=samples)
 
@@ -85,7 +86,9 @@ def build_text(raw: RawData, *, name: str, val_split: float, test_split: float, 
     x_train, x_val, x_test = (torch.from_numpy(T.encode(tok, texts)) for texts in
                               (train_texts, [s.texts[i] for i in val_idx], test_texts))
     info = {"origin": raw.origin, "seed": seed, "val_split": val_split, "test_split": test_split,
-            "vocab": T.vocab_size(tok), TOKENIZER_KEY: tokenizer_json}
+            "seq_len": s.seq_len, "vocab_size": s.vocab_size, "vocab": T.vocab_size(tok), TOKENIZER_KEY: tokenizer_json}
+    if s.column is not None:  # what reloading the CSV needs (tn.train records info without the config)
+        info.update(text=s.column, label=s.label)
     return Dataset(name=name, x_train=x_train, y_train=torch.from_numpy(np.asarray(y_train, np.int64)),
                    x_val=x_val, y_val=torch.from_numpy(np.asarray(y_val, np.int64)),
                    x_test=x_test, y_test=torch.from_numpy(np.asarray(y_test, np.int64)),
@@ -117,7 +120,7 @@ def read_csv_text(path: Path, cfg: DataConfig) -> RawData:
         if not row[label_col]:
             raise DataError(f"{name} row {line}, column {header[label_col]!r} is empty; every row needs a label")
     return text_raw([r[text_col] for r in rows], [r[label_col] for r in rows], cfg, str(path),
-                    column=cfg.text)
+                    column=cfg.text, label=cfg.label)
 
 
 @register_source("text")

@@ -146,8 +146,11 @@ def dataset_of(artifact) -> Dataset:
 
 def predict(model: Any, inputs: np.ndarray | torch.Tensor, *, normalize: bool = True,
             batch_size: int = 1024, class_names: list[str] | None = None) -> Predictions:
-    """Class predictions for raw ``inputs`` (normalized as in training when the model is an artifact)."""
+    """Class predictions for raw ``inputs`` (normalized as in training when the model is an artifact;
+    for a text model's artifact, a list of strings)."""
     model, artifact = _resolve(model)
+    if artifact is not None and artifact.reads_text and isinstance(inputs, (str, list, tuple)):
+        inputs = artifact.encode_text(inputs)  # raw strings -> token ids of the run's tokenizer
     # canonical strides: numpy can hand over (N, 1, H, W) with a stride on the size-1 axis that
     # makes PyTorch pick another conv kernel, and the same samples must give the same probabilities
     x = torch.as_tensor(np.asarray(inputs, dtype=np.float32)).clone(memory_format=torch.contiguous_format)
