@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from torch import nn
@@ -20,6 +20,9 @@ from trimnet.errors import ArtifactError, ModelError
 from trimnet.models.checked import MAX_PARAMS  # a model.json asking for more is corrupt or hostile
 from trimnet.files import atomic_path, atomic_write  # noqa: F401  (atomic_write: used by importers too)
 
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
 FORMAT = "trimnet.artifact"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -28,6 +31,8 @@ PROGRAM = "model.pt2"
 METRICS = "metrics.json"
 MAX_INPUT_VALUES = 1 << 28  # per sample (a 3 x 9459 x 9459 image); more is a typo
 MAX_CLASSES = 1 << 20
+TOKENIZER = "tokenizer.json"
+TOKENIZER_KEY = "tokenizer_json"  # meta["data"][...] in memory: the tokenizer's JSON, so re-saves carry it
 
 
 @dataclass
@@ -65,6 +70,22 @@ class Artifact:
         if hasattr(self.model, "sample_inputs"):  # token ids and the like (models/families)
             return self.model.sample_inputs(batch, g)
         return torch.randn((batch, *self.in_shape), generator=g)
+
+    @property
+    def reads_text(self) -> bool:
+        """Whether the model takes token ids made by the run's ``tokenizer.json``."""
+        return bool(self.meta.get("tokenizer"))
+
+    def encode_text(self, texts: Sequence[str]) -> "np.ndarray":
+        """Raw strings -> ``(N, seq_len)`` float32 token ids, padded or truncated as in training."""
+        from trimnet.data.tokenizer import encode, load_tokenizer
+
+        if not self.reads_text:
+            raise ArtifactError(f"{self.path} was not trained on text (no {TOKENIZER}); pass numeric inputs")
+        if isinstance(texts, str):
+            texts = [texts]
+        text = (self.meta.get("data") or {}).get(TOKENIZER_KEY) or (self.path / TOKENIZER).read_text(encoding="utf-8")
+        return encode(load_tokenizer(text, self.in_shape[0]), list(texts))
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Raw inputs (as in the source files) -> what the model was trained on."""
@@ -104,6 +125,11 @@ def save_artifact(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = model.cpu()
+    extra = dict(extra or {})
+    tokenizer = None
+    if isinstance(extra.get("data"), dict) and extra["data"].get(TOKENIZER_KEY):
+        extra["data"] = dict(extra["data"])
+        tokenizer = extra["data"].pop(TOKENIZER_KEY)  # kept as tokenizer.json, not inside model.json
     meta: dict = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -114,8 +140,11 @@ def save_artifact(
         "class_names": list(class_names),
         "normalization": normalization.to_dict() if normalization else None,
         "versions": {"trimnet": __version__, "torch": torch.__version__},
-        **(extra or {}),
+        **extra,
     }
+    if tokenizer is not None:
+        meta["tokenizer"] = {"file": TOKENIZER, "seq_len": int(in_shape[0])}
+        atomic_write(out / TOKENIZER, tokenizer)
     try:
         meta["spec"] = to_spec(model)
         meta["weights"] = WEIGHTS
@@ -182,6 +211,13 @@ def load_artifact(path: str | Path) -> Artifact:
         weights = _inside(path, meta.get("weights", WEIGHTS), "weights", path / META)
         model.load_state_dict(_load_weights(weights, model))
         model.eval()  # an exported program was traced in eval mode already (and refuses .eval())
+    if meta.get("tokenizer"):
+        record = meta["tokenizer"]
+        if not isinstance(record, dict):
+            raise ArtifactError(f"{path / META}: tokenizer must be a record like {{\"file\": \"{TOKENIZER}\"}}; "
+                                f"got {_short(record)}")
+        file = _inside(path, record.get("file", TOKENIZER), "tokenizer", path / META)
+        meta.setdefault("data", {})[TOKENIZER_KEY] = _read_tokenizer(file)
     return Artifact(path=path, model=model, meta=meta)
 
 
@@ -266,6 +302,16 @@ def _inside(run: Path, name: Any, key: str, where: Path) -> Path:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _read_tokenizer(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ArtifactError(f"{file} is missing; model.json says the model reads text tokenized by it; "
+                            "train the model again") from None
+    except UnicodeDecodeError:
+        raise ArtifactError(f"{file} is corrupt (not UTF-8 JSON); train the model again") from None
 
 
 def _load_weights(file: Path, model: nn.Module) -> dict[str, torch.Tensor]:

@@ -34,8 +34,17 @@ class DataConfig:
     test_split: float = 0.25  # share held out for the final test (ignored if the source has its own)
     seed: int = 0
     image_size: int | None = None  # resize images to this side (folder images, or upsampling)
+    text: str | None = None  # csv: the column of raw text (then the samples are token ids)
+    seq_len: int = 64  # text: tokens per sample (padded or truncated)
+    vocab_size: int = 4096  # text: the most tokens the tokenizer trained on the train split may hold
+    tokenizer: str = "bpe"  # text: bpe | wordpiece | a tokenizer.json to reuse instead of training one
+    stream: bool = False  # folder:/text: read samples from disk per batch instead of loading them all
 
     def validate(self) -> None:
+        if self.seq_len < 1:
+            raise ConfigError(f"data.seq_len must be >= 1; got {self.seq_len}")
+        if self.vocab_size < 8:
+            raise ConfigError(f"data.vocab_size must be >= 8; got {self.vocab_size}")
         for name in ("val_split", "test_split"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:

@@ -17,6 +17,8 @@ def add_parser(sub, name: str) -> None:
                                    "(a run directory stands for its name)")
     p.add_argument("--input", required=True, help="inputs: .npz (array x), .npy, .csv (features), image, or folder")
     p.add_argument("--label", help="csv: a label column to ignore")
+    p.add_argument("--text-column", help="a text model: the CSV column of raw text (default: the training "
+                                         "column, else 'text'); a .txt file is one text per line")
     p.add_argument("--out", help="write predictions to this CSV file instead of printing them")
     p.add_argument("--url", help="predict through a running `trimnet serve` (e.g. http://127.0.0.1:8000) "
                                  "instead of loading the model here")
@@ -38,7 +40,13 @@ def run(args: argparse.Namespace) -> int:
         preds, sources = _remote(args)
     else:
         artifact = tn.load_artifact(args.run_dir)
-        x, sources = read_inputs(args.input, artifact.in_shape, args.label)
+        if artifact.reads_text:  # raw text, tokenized with the run's tokenizer.json
+            from trimnet.data.text import read_texts
+
+            texts, sources = read_texts(args.input, args.text_column or artifact.meta.get("data", {}).get("text"))
+            x = artifact.encode_text(texts)
+        else:
+            x, sources = read_inputs(args.input, artifact.in_shape, args.label)
         preds = tn.predict(artifact, x)
     preds.sources = sources
     rows = preds.to_dict()["predictions"]

@@ -22,6 +22,10 @@ from trimnet.errors import DataError
 @register_source("csv")
 def read(rest: str, cfg: DataConfig) -> RawData:
     path = _file(rest)
+    if cfg.text is not None:  # a column of raw text: token ids after the split (data/text.py)
+        from trimnet.data.text import read_csv_text
+
+        return read_csv_text(path, cfg)
     header, rows, lines = _read_rows(path)
     name = path.name
     label_col = _label_column(header, cfg.label, name)

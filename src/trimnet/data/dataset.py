@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,9 +18,10 @@ class RawData:
     x: np.ndarray  # (N, *in_shape), float32
     y: np.ndarray  # (N,), int64 class indices
     class_names: list[str]
-    kind: str  # "image" (N, C, H, W) or "tabular" (N, F)
+    kind: str  # "image" (N, C, H, W), "tabular" (N, F) or "text" (N, seq_len) token ids
     origin: str  # the file or name it came from, for error messages
     test: tuple[np.ndarray, np.ndarray] | None = None  # a test split the source ships with
+    text: Any = None  # kind "text": a trimnet.data.text.TextSamples (raw strings, tokenized after the split)
 
 
 @dataclass
@@ -58,7 +60,7 @@ class Dataset:
     y_test: torch.Tensor
     class_names: list[str]
     kind: str
-    normalization: Normalization
+    normalization: Normalization | None  # None for text: token ids are not standardized
     info: dict = field(default_factory=dict)
 
     @property
@@ -126,6 +128,10 @@ def build(raw: RawData, *, name: str, val_split: float, test_split: float, seed:
     from sklearn.model_selection import train_test_split
 
     check_raw(raw)
+    if raw.kind == "text":
+        from trimnet.data.text import build_text
+
+        return build_text(raw, name=name, val_split=val_split, test_split=test_split, seed=seed)
     x, y = raw.x.astype(np.float32, copy=False), raw.y.astype(np.int64, copy=False)
     if raw.test is not None:
         x_rest, y_rest = x, y

@@ -101,3 +101,13 @@ class TokenMean(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean(dim=1)
+
+
+class TokenEmbedding(nn.Embedding):
+    """Token ids -> (B, N, D) vectors. Ids arrive as floats (every trimnet dataset, runtime and
+    server carries float32 inputs; ids below 2**24 are exact) and are rounded; ids outside the
+    vocabulary are clamped to its last entry rather than raising inside a runtime."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ids = (x.round() if x.is_floating_point() else x).long().clamp(0, self.num_embeddings - 1)
+        return super().forward(ids)

@@ -11,9 +11,11 @@ import inspect
 import pkgutil
 from typing import Callable, Sequence
 
+import torch
 from torch import nn
 
 from trimnet.errors import ModelError
+from trimnet.models import layers as L
 from trimnet.models import spec as S
 from trimnet.registry import Registry
 
@@ -30,6 +32,13 @@ class SpecNet(nn.Sequential):
         self.arch = arch
         self.in_shape = tuple(in_shape)
         self.num_classes = num_classes
+
+    def sample_inputs(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Random inputs of the kind the model reads: token ids (as float) or standard-normal values."""
+        first = next(iter(self), None)
+        if isinstance(first, L.TokenEmbedding):
+            return torch.randint(0, first.num_embeddings, (batch, *self.in_shape), generator=generator).float()
+        return torch.randn((batch, *self.in_shape), generator=generator)
 
 
 def register_model(name: str) -> Callable[[Factory], Factory]:

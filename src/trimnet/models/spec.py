@@ -119,6 +119,9 @@ _TYPES: list[LayerType] = [
     LayerType("position_embedding", L.PositionEmbedding, lambda s: L.PositionEmbedding(s["num_tokens"], s["dim"]),
               lambda m: {"num_tokens": m.num_tokens, "dim": m.dim}),
     LayerType("token_mean", L.TokenMean, *_plain(L.TokenMean)),
+    LayerType("token_embedding", L.TokenEmbedding,
+              lambda s: L.TokenEmbedding(s["vocab_size"], s["dim"], padding_idx=s.get("padding_idx")),
+              lambda m: {"vocab_size": m.num_embeddings, "dim": m.embedding_dim, "padding_idx": m.padding_idx}),
 ]
 
 BY_NAME: dict[str, LayerType] = {t.name: t for t in _TYPES}

@@ -135,6 +135,8 @@ def dataset_of(artifact) -> Dataset:
 
     meta = artifact.meta["data"]
     fields = {k: meta[k] for k in DataConfig.__dataclass_fields__ if k in meta}
+    if meta.get("tokenizer_json"):  # text: tokenize with the run's own tokenizer.json, not a new one
+        fields["tokenizer"] = meta["tokenizer_json"]
     data = load_dataset(config=DataConfig(**fields))
     if tuple(data.in_shape) != artifact.in_shape or data.class_names != artifact.class_names:
         raise DataError(f"{fields.get('source')} no longer matches {artifact.path} (shape {data.in_shape} vs "
@@ -144,8 +146,11 @@ def dataset_of(artifact) -> Dataset:
 
 def predict(model: Any, inputs: np.ndarray | torch.Tensor, *, normalize: bool = True,
             batch_size: int = 1024, class_names: list[str] | None = None) -> Predictions:
-    """Class predictions for raw ``inputs`` (normalized as in training when the model is an artifact)."""
+    """Class predictions for raw ``inputs`` (normalized as in training when the model is an artifact;
+    for a text model's artifact, a list of strings)."""
     model, artifact = _resolve(model)
+    if artifact is not None and artifact.reads_text and isinstance(inputs, (str, list, tuple)):
+        inputs = artifact.encode_text(inputs)  # raw strings -> token ids of the run's tokenizer
     # canonical strides: numpy can hand over (N, 1, H, W) with a stride on the size-1 axis that
     # makes PyTorch pick another conv kernel, and the same samples must give the same probabilities
     x = torch.as_tensor(np.asarray(inputs, dtype=np.float32)).clone(memory_format=torch.contiguous_format)
