@@ -49,7 +49,7 @@ def _owner(kernel: str, modules: dict[str, str]) -> str:
 
 def layer_latency(model: nn.Module | None, example: torch.Tensor, *, onnx_path: Path | None = None,
                   threads: int = 1, runs: int = 200) -> list[dict]:
-    """Per module: mean kernel time per call (ms) on onnxruntime's CPU provider, in graph order."""
+    """Per module: kernel time per call (ms, the median over ``runs`` calls) on onnxruntime's CPU provider."""
     ort = require("onnxruntime", "onnx")
     with tempfile.TemporaryDirectory(prefix="trimnet-layers-") as tmp:
         if onnx_path is None:
@@ -68,9 +68,13 @@ def layer_latency(model: nn.Module | None, example: torch.Tensor, *, onnx_path: 
         for _ in range(runs):
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
-    totals: dict[str, float] = {}
+    durations: dict[str, list[float]] = {}
     for e in events:
         if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
-            owner = _owner(e["name"], modules)
-            totals[owner] = totals.get(owner, 0.0) + e.get("dur", 0) / 1e3  # µs -> ms
-    return [{"name": name, "ms": ms / runs} for name, ms in totals.items()]
+            durations.setdefault(e["name"], []).append(e.get("dur", 0) / 1e3)  # µs -> ms
+    # each kernel runs once a call: its median over the calls, robust to a call that other work delayed
+    totals: dict[str, float] = {}
+    for kernel, times in durations.items():
+        owner = _owner(kernel, modules)
+        totals[owner] = totals.get(owner, 0.0) + float(np.median(times))
+    return [{"name": name, "ms": ms} for name, ms in totals.items()]

@@ -30,7 +30,7 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
                                            "(default: torch,onnxruntime,openvino where installed)")
     parser.add_argument("--batch", help="comma-separated batch sizes, like 1,32,256 "
                                         "(default: the --input-shape batch, or 1)")
-    parser.add_argument("--threads", type=int, help="threads for every backend (default: torch's current count)")
+    parser.add_argument("--threads", type=int, help="threads for every backend (default: the cores other work leaves free, measured)")
     parser.add_argument("--min-time", type=float, help="seconds to measure each case at least (default 1)")
     parser.add_argument("--max-time", type=float, help="seconds to measure each case at most (default 10)")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"),

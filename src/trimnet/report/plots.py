@@ -86,13 +86,12 @@ def _same_accuracy(rows: list[dict], x_key: str, x_label: str, accuracy: float, 
     names = [("★ " if c.get("winner") else "") + (c.get("description") or c.get("name", "")) for c in rows]
     ax.set_yticks(list(ys), [n if len(n) <= 48 else n[:47] + "…" for n in names], fontsize=7)
     ax.invert_yaxis()
-    if log_x:
-        ax.set_xscale("log")
-    ax.set_xlabel(x_label)
+    # bars from zero on a linear axis: close values stay apart and the tick labels do not collide
+    ax.set_xlabel(x_label.replace(", log", "").replace(" (log)", ""))
     ax.set_title(f"every candidate has the same validation accuracy ({accuracy:.2f} %)", fontsize=9, loc="left")
     handles = [plt.Rectangle((0, 0), 1, 1, color=COLORS[k]) for k in ("within", "over", "original")]
-    ax.legend(handles, ["within the accuracy budget", "over the budget", "the original"], fontsize=7,
-              loc="lower right")
+    ax.legend(handles, ["within the accuracy budget", "over the budget", "the original"], fontsize=7, ncol=3,
+              loc="upper center", bbox_to_anchor=(0.5, -0.28), frameon=False)
     ax.grid(axis="x", alpha=0.3)
     return _encode(plt, fig)
 
