@@ -126,7 +126,7 @@ def test_a_full_queue_refuses_before_parsing():
     async def main():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=30) as ac:
             first = []
-            for _ in range(3):  # one running, then two queued: full
+            for _ in range(4):  # one running, one handed to the model's thread next, then two queued: full
                 first.append(asyncio.ensure_future(ac.post("/v2/models/slow/infer", json=SMALL)))
                 await asyncio.sleep(0.05)
             assert app.state.batchers["slow"].queued == 2
@@ -135,7 +135,7 @@ def test_a_full_queue_refuses_before_parsing():
 
     refused, first, later = asyncio.run(main())
     assert refused.status_code == 503 and refused.headers["retry-after"] == "3"
-    assert [r.status_code for r in first] == [200] * 3
+    assert [r.status_code for r in first] == [200] * 4
     assert later.status_code == 400  # room again: now it is parsed, and refused for what it is
 
 

@@ -248,11 +248,11 @@ class InferEndpoint:
         header_length = None
         params = scope["path_params"]
         try:
-            model = service.model(params["name"], params.get("version"))
             try:
+                model = service.model(params["name"], params.get("version"))
                 service.admit(model.name)  # from the path alone: a full queue costs no parsing
             except RequestError:
-                await drain_body(receive)
+                await drain_body(receive)  # unread, so that the connection can carry the next request
                 raise
             body = await receive_body(scope, receive, service.config.max_body_bytes)
             length = None

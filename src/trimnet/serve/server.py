@@ -9,9 +9,11 @@ the connections and exits. A second signal exits at once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import logging
 import socket
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,6 +23,7 @@ from trimnet.serve.config import ServeConfig
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 DEFAULT_GRPC_PORT = 8001  # Triton's
+SWITCH_INTERVAL_S = 0.0002
 
 
 def draining_server(uvicorn):
@@ -64,9 +67,20 @@ def serve(sources: Sequence[str | Path], *, names: Sequence[str] | None = None, 
     from trimnet.serve.model import load_model
 
     config = config or ServeConfig()
+    # The model runs in a worker thread, which must take the GIL back from the event loop after
+    # every call into the runtime. A busy loop gives it up only every switch interval (5 ms by
+    # default), so under many connections a 1 ms batch took 60 ms (benchmarks/serve_load.py);
+    # a shorter interval lets the worker back in at once.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     names = list(names or [])
     if names and len(names) != len(sources):
         raise ConfigError(f"{len(names)} --name for {len(sources)} run directories; give one name per run or none")
+    if not backend.startswith("torch"):
+        # torch only takes the softmax here; its pool of one thread per core, woken for a (30, 10) softmax,
+        # took 20 ms a batch on a busy machine against 15 us on one thread (benchmarks/serve_load.py)
+        import torch
+
+        torch.set_num_threads(1)
     models = [load_model(src, name=names[i] if names else None, backend=backend, **(backend_options or {}))
               for i, src in enumerate(sources)]
     grpc_address = None
@@ -79,6 +93,11 @@ def serve(sources: Sequence[str | Path], *, names: Sequence[str] | None = None, 
         require("grpc", "grpc")
         grpc_address = f"[{host}]:{grpc_port}" if ":" in host else f"{host}:{grpc_port}"
     app = create_app(models, config, grpc_address=grpc_address, shutdown_timeout=shutdown_timeout)
+    # torch, the runtimes and the models are hundreds of thousands of long-lived objects; left in the
+    # collector's generations, every full collection walks them all, and with hundreds of requests in
+    # flight those come often. Freezing them leaves the collector only the requests' own objects.
+    gc.collect()
+    gc.freeze()
     sock = bind(host, port)
     if host not in LOOPBACK and config.token is None:
         log.warning("serving on %s without a token: anyone who can reach it can use it (set --token)", host)
