@@ -152,7 +152,9 @@ class Params:
     def fill_of(self, dataset: str | None) -> float:
         return float(self.datasets.get(dataset, {}).get("fill", 1.0)) if dataset else 1.0
 
-    def error_for(self, dev: Device) -> dict[str, Any] | None:
+    def error_for(self, dev: Device, training: bool = False) -> dict[str, Any] | None:
+        if training:
+            return self.errors.get("training")
         return self.errors.get(dev.family) or self.errors.get(dev.kind)
 
 
