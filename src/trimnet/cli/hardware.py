@@ -236,7 +236,7 @@ def run_list(args: argparse.Namespace) -> int:
         common.print_json({"devices": [d.to_dict() for d in catalog.values()],
                            "local": _local_summary(local) if local else None, "local_note": local_note})
         return 0
-    headers = ["device", "kind", *[f"{p} TFLOPS" for p in PRECISIONS], "memory GB", "GB/s", "TDP W", "util c/m"]
+    headers = ["device", "kind", *[f"{p} TFLOPS" for p in PRECISIONS], "memory GB", "GB/s", "TDP W", "datasheet util c/m"]
     rows = []
     for d in catalog.values():
         rows.append([d.key, d.kind, *[_tf(d.peak_flops.get(p)) for p in PRECISIONS],
