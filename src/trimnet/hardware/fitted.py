@@ -313,7 +313,12 @@ def predict(fig, catalog: dict[str, Device], params: Params, cache: dict | None 
 
 def fit(figs: list, catalog: dict[str, Device]) -> Params:
     """Least squares on log(predicted / measured) over ``figs`` (a soft-L1 loss, so one odd figure cannot pull all)."""
-    from scipy.optimize import least_squares
+    try:
+        from scipy.optimize import least_squares
+    except ImportError:
+        from trimnet.errors import ConfigError
+
+        raise ConfigError("refitting the hardware model needs scipy: pip install 'trimnet[fit]'") from None
 
     paths = _paths(figs, catalog)
     base = Params(meta={"kinds": {d.family: d.kind for d in catalog.values()}})
