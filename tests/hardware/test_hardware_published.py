@@ -62,7 +62,7 @@ CASES = [  # (model, seq, precision, target, batches, runtime, effective_seq, pu
      ["trt-bert-t4-bert-base-s128-b32-fp16", "trt-bert-a100-40gb-bert-base-s128-b32-fp16"]),
     ("bert-large", 384, "int8", {"target_latency": 5e-3}, [1], "tensorrt", None,
      ["trt-bert-t4-bert-large-s384-b1-int8", "trt-bert-a100-40gb-bert-large-s384-b1-int8"]),
-    ("resnet50", None, "int8", {"target_throughput": 8000}, [256], "tensorrt", None,
+    ("resnet50", None, "int8", {"target_throughput": 7000}, [256], "tensorrt", None,
      ["mlperf-v3.1-jetson-agx-orin-resnet50-offline", "mlperf-v3.1-l4-resnet50-offline",
       "mlperf-v4.0-h100-sxm-resnet50-offline"]),
     ("resnet50", None, "int8", {"target_throughput": 40000}, [256], "tensorrt", None,
@@ -164,7 +164,7 @@ def test_training_on_several_gpus_pays_an_all_reduce(catalog):
 
 
 def test_cli_runtime_and_band(capsys):
-    assert main(["hardware", "recommend", "--model", "resnet50", "--precision", "int8", "--target-throughput", "8000/s",
+    assert main(["hardware", "recommend", "--model", "resnet50", "--precision", "int8", "--target-throughput", "7000/s",
                  "--device", "jetson-agx-orin,l4", "--batches", "256"]) == 0
     out = capsys.readouterr().out
     assert "Cheapest: l4" in out and "band" in out
