@@ -184,8 +184,8 @@ def _hardware(prof, train_prof, data, cfg: PipelineConfig) -> tuple[list[dict], 
     samples = len(data.y_train)
     for t in train_time(train_prof, samples=samples, epochs=cfg.train.epochs, devices=cfg.measure.devices):
         times.append({"device": t.device_name, "flops": t.total_flops, "seconds": t.seconds, "human": _human(t.seconds)})
-    note = ("Roofline estimates from the profiler's per-layer FLOPs and bytes; catalog devices at their assumed "
-            f"utilization (see docs/hardware.md). Training: {cfg.train.epochs} epochs of {samples} samples. "
+    note = ("Roofline estimates from the profiler's per-layer FLOPs and bytes; catalog devices by efficiency curves "
+            f"fitted to published measurements (see docs/hardware.md). Training: {cfg.train.epochs} epochs of {samples} samples. "
             + " ".join(notes))
     return rows, times, note
 

@@ -194,13 +194,14 @@ def _fill(profile, effective_seq: int | None) -> float:
     return effective_seq / shape[1]
 
 
-def published_error(params, dev: Device) -> dict[str, Any]:
+def published_error(params, dev: Device, training: bool = False) -> dict[str, Any]:
     """The held-out error of the fitted model for ``dev``'s chip (or its kind), as an ``error`` field."""
-    got = params.error_for(dev) if params is not None else None
+    got = params.error_for(dev, training) if params is not None else None
     if not got:
         return {"status": "unknown", "against": "published",
                 "reason": f"no held-out published figures cover {dev.family} or {dev.kind} devices"}
-    scope = dev.family if params.errors.get(dev.family) else f"{dev.kind} devices"
+    scope = ("training steps" if training else dev.family if params.errors.get(dev.family)
+             else f"{dev.kind} devices")
     return {"status": "measured", "against": "published", "scope": scope, **got,
             "source": "benchmarks/published/figures.yaml, held-out part (benchmarks/hardware_fidelity.py)"}
 
