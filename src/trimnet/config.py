@@ -311,6 +311,8 @@ def apply_overrides(data: dict, overrides: list[tuple[str, str]]) -> dict:
                 if "aliases" in str(exc) or "cycle" in str(exc):
                     raise
                 value = raw  # not YAML: the text itself (a path with a colon, say)
+            if isinstance(value, (dict, list)) and not raw.lstrip().startswith(("{", "[")):
+                value = raw  # "csv:" or "a: b" is text; a mapping or list in a flag is written {..} / [..]
         else:
             value = raw
         node[parts[-1]] = value

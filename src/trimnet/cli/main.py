@@ -97,6 +97,7 @@ def _main(argv: list[str]) -> int:
     logging.getLogger("trimnet").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     if args.command is None:
         parser.print_help()
+        print("error: no command given; choose one of the commands above, e.g. trimnet run", file=sys.stderr)
         return 2
     try:
         args.overrides = split_overrides(extra, _known_flags(parser.subcommands[args.command])) + dotted
