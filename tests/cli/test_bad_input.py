@@ -23,6 +23,10 @@ import pytest
     (["--epochs", "3"], "did you mean --train.epochs?"),
     (["--outt", "x"], "did you mean --out?"),
     (["--train.epochs"], "--train.epochs needs a value"),
+    (["--train.lr", "1e300", "--train.schedule", "onecycle"], "train.lr is 1e+300, past any usable value"),
+    (["--train.momentum", "1e300"], "train.momentum is 1e+300"),
+    (["--data.seed", "99999999999999999999"], "data.seed must be in [0, 2^32)"),
+    (["--train.seed", "-1"], "train.seed must be in [0, 2^63)"),
 ])
 def test_train_flags_fail_before_any_work(cli, clean_error, argv, needle, tmp_path):
     code, _, err = cli("train", "--data", "iris", "--out", tmp_path / "r", *argv)
