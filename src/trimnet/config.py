@@ -53,6 +53,8 @@ class DataConfig:
             raise ConfigError("data.val_split + data.test_split must leave data to train on")
         if self.image_size is not None and not 1 <= self.image_size <= MAX_IMAGE_SIZE:
             raise ConfigError(f"data.image_size must be between 1 and {MAX_IMAGE_SIZE} pixels; got {self.image_size}")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"data.seed must be in [0, 2^32); got {self.seed}")
         if not self.source:
             raise ConfigError("data.source is empty; pass --data digits, csv:PATH, npz:PATH, folder:DIR, ...")
 
@@ -113,6 +115,12 @@ class TrainConfig:
                               "train.gamma > 0")
         if self.step_size < 1:
             raise ConfigError(f"train.step_size must be >= 1; got {self.step_size}")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"train.seed must be in [0, 2^63); got {self.seed}")
+        for name in ("lr", "momentum", "weight_decay", "gamma", "warmup_epochs", "grad_clip"):
+            value = getattr(self, name)
+            if value is not None and abs(value) > 1e30:  # torch keeps these in float32 (max 3.4e38)
+                raise ConfigError(f"train.{name} is {value:g}, past any usable value (at most 1e30)")
         if not DEVICE.match(self.device):
             raise ConfigError(f"train.device {self.device!r} is unknown; choose auto, cpu, cuda, cuda:N or mps")
 
@@ -320,6 +328,8 @@ def apply_overrides(data: dict, overrides: list[tuple[str, str]]) -> dict:
                 if "aliases" in str(exc) or "cycle" in str(exc):
                     raise
                 value = raw  # not YAML: the text itself (a path with a colon, say)
+            if isinstance(value, (dict, list)) and not raw.lstrip().startswith(("{", "[")):
+                value = raw  # "csv:" or "a: b" is text; a mapping or list in a flag is written {..} / [..]
         else:
             value = raw
         node[parts[-1]] = value

@@ -23,6 +23,10 @@ import pytest
     (["--epochs", "3"], "did you mean --train.epochs?"),
     (["--outt", "x"], "did you mean --out?"),
     (["--train.epochs"], "--train.epochs needs a value"),
+    (["--train.lr", "1e300", "--train.schedule", "onecycle"], "train.lr is 1e+300, past any usable value"),
+    (["--train.momentum", "1e300"], "train.momentum is 1e+300"),
+    (["--data.seed", "99999999999999999999"], "data.seed must be in [0, 2^32)"),
+    (["--train.seed", "-1"], "train.seed must be in [0, 2^63)"),
 ])
 def test_train_flags_fail_before_any_work(cli, clean_error, argv, needle, tmp_path):
     code, _, err = cli("train", "--data", "iris", "--out", tmp_path / "r", *argv)
@@ -224,3 +228,17 @@ def test_bad_model_pt2_gives_one_line_not_torch_traceback(cli, clean_error, iris
     (iris_copy / "model.pt2").unlink()
     code, _, err = cli("eval", iris_copy)
     clean_error(code, err, "model.pt2 is missing")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["eval", "RUN", "--batch-size", "0"], "--batch-size must be >= 1"),
+    (["eval", "RUN", "--data", "wine"], "pass data shaped like the training data"),
+    (["train", "--data", "csv:"], "csv: needs a file path"),
+    (["predict", "RUN", "--input", "EMPTY"], "holds no inputs"),
+    ([], "no command given"),
+])
+def test_more_cases_found_by_trying(cli, clean_error, iris_run, tmp_path, argv, needle):
+    np.save(tmp_path / "empty.npy", np.zeros((0, 4), np.float32))
+    argv = [{"RUN": iris_run, "EMPTY": tmp_path / "empty.npy"}.get(a, a) for a in argv]
+    code, _, err = cli(*argv)
+    clean_error(code, err, needle)

@@ -59,6 +59,7 @@ def _cases(run, inputs):
         "predict": ["predict", run, "--input", inputs, "--out", "MNT/predictions.csv"],
         "prune": ["prune", run, "--out", "MNT/pruned", "--finetune.epochs", "0"],
         "fuse": ["fuse", run, "--out", "MNT/fused", "--no-eval"],
+        "run": ["run", "--data", "iris", "--model", "mlp", "--out", "MNT/run"],
         "bench": ["bench", run, "--backends", "torch", "--bench.min_time_s", "0.01", "--bench.max_time_s", "0.05",
                   "--out", "MNT/bench.json"],
     }

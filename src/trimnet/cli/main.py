@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import warnings
 
 from trimnet.errors import TrimnetError
 
@@ -61,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trimnet {__version__}")
         return 0
     try:
-        return _main(argv)
+        with warnings.catch_warnings():
+            if not {"-v", "--verbose"} & set(argv):  # libraries' warnings are for -v; a user sees trimnet's lines
+                warnings.simplefilter("ignore")
+            return _main(argv)
     except TrimnetError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
@@ -93,6 +97,7 @@ def _main(argv: list[str]) -> int:
     logging.getLogger("trimnet").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     if args.command is None:
         parser.print_help()
+        print("error: no command given; choose one of the commands above, e.g. trimnet run", file=sys.stderr)
         return 2
     try:
         args.overrides = split_overrides(extra, _known_flags(parser.subcommands[args.command])) + dotted
