@@ -172,7 +172,7 @@ def _folder(rest: str, cfg: DataConfig) -> StreamingDataset:
     rng = np.random.default_rng(cfg.seed)
     sample = rng.choice(parts["train"], size=min(NORM_SAMPLES, len(parts["train"])), replace=False)
     pixels = np.stack([raw.decode(int(i)) for i in sample])
-    std = pixels.std(axis=(0, 2, 3))
+    std = pixels.std(axis=(0, 2, 3), ddof=1)  # as torch.std in the in-memory reader
     norm = Normalization(mean=pixels.mean(axis=(0, 2, 3)).tolist(), std=np.where(std < 1e-8, 1.0, std).tolist())
     splits = {s: ImageFiles([every[i] for i in parts[s]], every_y[parts[s]], gray, size, norm) for s in SPLITS}
     return StreamingDataset(name=cfg.source, splits=splits, class_names=class_names, kind="image",
