@@ -27,6 +27,7 @@ SMALL = {
     "vgg16_bn": ((1, 8, 8), {"width": 0.125, "hidden": 32, "pool_size": 1}),
     "mobilenetv2": ((3, 8, 8), {"width": 0.25}),
     "transformer": ((30,), {}),
+    "text_transformer": ((16,), {"vocab_size": 50, "dim": 32, "heads": 4}),
     "bert_base_encoder": ((16, 48), {"depth": 2, "heads": 4}),
 }
 DEFAULT_SMALL = ((1, 8, 8), {})

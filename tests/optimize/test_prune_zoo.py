@@ -17,6 +17,7 @@ pytest.importorskip("torch_pruning")
 SMALL = {
     "mlp": ((30,), {}),
     "transformer": ((30,), {"dim": 32, "heads": 4}),
+    "text_transformer": ((16,), {"vocab_size": 50, "dim": 32, "heads": 4}),
     "bert_base_encoder": ((16, 48), {"depth": 2, "heads": 4}),
     "resnet18": ((3, 8, 8), {"width": 0.25}),
     "resnet34": ((1, 8, 8), {"width": 0.25}),

@@ -15,6 +15,7 @@ pytest.importorskip("onnx")
 SMALL = {
     "mlp": ((30,), {}),
     "transformer": ((30,), {}),
+    "text_transformer": ((16,), {"vocab_size": 50, "dim": 32, "heads": 4}),
     "bert_base_encoder": ((16, 48), {"depth": 2, "heads": 4}),
     "resnet18": ((3, 8, 8), {"width": 0.25}),
     "resnet34": ((1, 8, 8), {"width": 0.125}),

@@ -18,7 +18,7 @@ from trimnet.registry import Registry
 Reader = Callable[[str, DataConfig], RawData]
 SOURCES: Registry[Reader] = Registry("data source", DataError)
 
-_NOT_READERS = {"dataset", "inputs"}
+_NOT_READERS = {"dataset", "inputs", "stream", "tokenizer"}
 
 
 def _load_readers() -> None:
@@ -40,11 +40,18 @@ def list_sources() -> list[str]:
 
 
 def load_dataset(source: str | None = None, config: DataConfig | None = None, **overrides) -> Dataset:
-    """Load, split and normalize a dataset. ``overrides`` set fields of ``DataConfig``."""
+    """Load, split and normalize a dataset. ``overrides`` set fields of ``DataConfig``.
+
+    With ``stream=True`` (folder: and text: files) a ``trimnet.data.stream.StreamingDataset``
+    comes back instead: samples stay on disk and ``.loader(split, batch_size, workers=N)`` reads them."""
     cfg = DataConfig(**{**(config.__dict__ if config else {}), **overrides})
     if source is not None:
         cfg.source = source
     cfg.validate()
+    if cfg.stream:  # read from disk per batch: a StreamingDataset of torch datasets and loaders
+        from trimnet.data.stream import load_streaming
+
+        return load_streaming(cfg)
     _load_readers()
     scheme, _, rest = cfg.source.partition(":")
     if not rest and scheme not in SOURCES:
