@@ -455,11 +455,15 @@ def summary_notes(summary: dict) -> list[str]:
     """The lines under the printed summary: the baseline, and a warning where figures were taken busy."""
     notes = [summary.get("baseline_note") or "x: against the original"]
     info = summary.get("interference") or {}
-    if info.get("flagged"):
-        load = info.get("load_average")
+    load = info.get("load_average")
+    if info.get("rows"):
         notes.append("* taken while other work competed for the cores (load "
                      f"{load[0] if load else '?'}, {info.get('threads')} threads): these figures are inflated and "
                      "noisy; run again on a quiet machine to compare with others")
+    elif info.get("flagged"):
+        notes.append(f"note: {info.get('candidates_flagged', 0)} of the search's timings were taken while other work "
+                     f"competed for the cores (load {load[0] if load else '?'}); the choice rests on side-by-side "
+                     "rounds, which the load hits alike")
     return notes
 
 
