@@ -305,7 +305,8 @@ def _summary(cfg, art, prof, result, hardware, hardware_note, train_time, backen
          **figures(tgt, "original", check.get("original_ms") if paired else None)},
         {"name": f"winner: {best.description}", "winner": True, "test_accuracy": result.test_accuracy,
          "macs": best.macs, "params": best.params, "size_bytes": _file_size(out / "best" / model_file),
-         **figures(best.backend, "winner", check.get("winner_ms") if paired else None)},
+         **(figures(best.backend, "winner", check.get("winner_ms") if paired else None) if not best.original
+            else figures(tgt, "original"))},  # the original kept: the same model, the same figures
     ]
     # one baseline for every ratio: the original on the target runtime, the model the search started from
     base_ms, base_tput = rows[1]["p50_ms"], rows[1]["throughput"]
