@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test venv venv-test clean
+.PHONY: run test venv venv-test report-png clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ run: venv
 ## The test suite.
 test: venv-test
 	$(BIN)/python -m pytest -q
+
+## The README's picture of a run's report (headless Chromium: Debian's `chromium` package).
+RUN_DIR ?= runs/digits-cnn-run
+report-png:
+	chromium --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
+	  --disable-sync --no-first-run --hide-scrollbars --user-data-dir="$$(mktemp -d)" --window-size=1150,2300 \
+	  --screenshot=docs/report.png "file://$$(realpath $(RUN_DIR))/report.html"
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

@@ -306,7 +306,8 @@ def _summary(cfg, art, prof, result, hardware, hardware_note, train_time, backen
          **figures(tgt, "original", check.get("original_ms") if paired else None)},
         {"name": f"winner: {best.description}", "winner": True, "test_accuracy": result.test_accuracy,
          "macs": best.macs, "params": best.params, "size_bytes": _file_size(out / "best" / model_file),
-         **figures(best.backend, "winner", check.get("winner_ms") if paired else None)},
+         **(figures(best.backend, "winner", check.get("winner_ms") if paired else None) if not best.original
+            else figures(tgt, "original"))},  # the original kept: the same model, the same figures
     ]
     # one baseline for every ratio: the original on the target runtime, the model the search started from
     base_ms, base_tput = rows[1]["p50_ms"], rows[1]["throughput"]
@@ -456,11 +457,15 @@ def summary_notes(summary: dict) -> list[str]:
     """The lines under the printed summary: the baseline, and a warning where figures were taken busy."""
     notes = [summary.get("baseline_note") or "x: against the original"]
     info = summary.get("interference") or {}
-    if info.get("flagged"):
-        load = info.get("load_average")
+    load = info.get("load_average")
+    if info.get("rows"):
         notes.append("* taken while other work competed for the cores (load "
                      f"{load[0] if load else '?'}, {info.get('threads')} threads): these figures are inflated and "
                      "noisy; run again on a quiet machine to compare with others")
+    elif info.get("flagged"):
+        notes.append(f"note: {info.get('candidates_flagged', 0)} of the search's timings were taken while other work "
+                     f"competed for the cores (load {load[0] if load else '?'}); the choice rests on side-by-side "
+                     "rounds, which the load hits alike")
     return notes
 
 
