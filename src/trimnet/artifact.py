@@ -42,7 +42,13 @@ class Artifact:
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.meta["class_names"])
+        """The classes, in output order; empty for a task without classes (regression)."""
+        return list(self.meta.get("class_names") or [])
+
+    @property
+    def task(self) -> dict:
+        """The task the model was trained for (``{"name": "classification", "metric": "accuracy", ...}``)."""
+        return dict(self.meta.get("task") or {"name": "classification", "metric": "accuracy"})
 
     @property
     def name(self) -> str:
@@ -103,12 +109,16 @@ def save_artifact(
     out: str | Path,
     *,
     in_shape: Sequence[int],
-    class_names: Sequence[str],
+    class_names: Sequence[str] | None = None,
     normalization: Normalization | None = None,
     metrics: dict | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """Write ``model`` and its metadata into run directory ``out``; returns the directory."""
+    """Write ``model`` and its metadata into run directory ``out``; returns the directory.
+
+    ``class_names`` may be left out for a task without classes; ``extra["task"]`` (the
+    task's description) says what the outputs mean, and ``num_classes`` then counts outputs.
+    """
     from safetensors.torch import save as st_save
 
     from trimnet import __version__
@@ -123,8 +133,8 @@ def save_artifact(
         "name": out.name,
         "arch": getattr(model, "arch", type(model).__name__),
         "in_shape": list(in_shape),
-        "num_classes": len(class_names),
-        "class_names": list(class_names),
+        "num_classes": len(class_names) if class_names else _outputs(model, extra),
+        "class_names": list(class_names or []),
         "normalization": normalization.to_dict() if normalization else None,
         "versions": {"trimnet": __version__, "torch": torch.__version__},
         **(extra or {}),
@@ -143,6 +153,12 @@ def save_artifact(
     if metrics is not None:
         write_json(out / METRICS, metrics)
     return out
+
+
+def _outputs(model: nn.Module, extra: dict | None) -> int:
+    """The number of outputs of a model without class names (from its task description, else its own)."""
+    task = (extra or {}).get("task") or {}
+    return int(task.get("outputs") or getattr(model, "num_classes", 0) or 0)
 
 
 def _save_program(model: nn.Module, path: Path, in_shape: tuple[int, ...]) -> None:
@@ -180,7 +196,8 @@ def load_artifact(path: str | Path) -> Artifact:
         raise ArtifactError(f"{path / META} is not a trimnet model description; is this a trimnet run directory?")
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise ArtifactError(f"{path} was written by a newer trimnet (format {meta['format_version']}); upgrade trimnet")
-    for key in ("in_shape", "class_names"):
+    needs_classes = (meta.get("task") or {}).get("name", "classification") == "classification"
+    for key in ("in_shape", "class_names") if needs_classes else ("in_shape",):
         if key not in meta:
             raise ArtifactError(f"{path / META} lacks {key!r}; the file is incomplete, rebuild it")
     if meta.get("spec") is None:
@@ -188,7 +205,7 @@ def load_artifact(path: str | Path) -> Artifact:
     else:
         try:
             model = from_spec(meta["spec"], arch=meta.get("arch", "custom"), in_shape=meta["in_shape"],
-                              num_classes=meta.get("num_classes", len(meta["class_names"])))
+                              num_classes=meta.get("num_classes", len(meta.get("class_names") or [])))
         except ModelError as exc:
             raise ArtifactError(f"{path / META}: the model spec is invalid: {exc}") from None
         model.load_state_dict(_load_weights(path / meta.get("weights", WEIGHTS), model))
