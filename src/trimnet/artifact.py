@@ -2,7 +2,11 @@
 
 Loading reads tensors and JSON only; no pickle is ever executed. A model the layer spec
 can describe is stored as spec + weights and rebuilt exactly (pruned widths included);
-any other ``nn.Module`` is stored as a ``torch.export`` program (``model.pt2``).
+any other ``nn.Module`` is stored as a ``torch.export`` program (``model.pt2``). A user's
+module built by ``--model file.py:function`` also keeps that reference, its options and its
+weights (safetensors): ``load_artifact(path, rebuild=True)`` calls the function again and
+loads the weights, giving a trainable, prunable module; the default load never imports
+the user's code and returns the program.
 """
 
 from __future__ import annotations
@@ -149,6 +153,12 @@ def save_artifact(
         meta["program"] = PROGRAM
         meta["spec_missing_reason"] = str(why)
         _save_program(model, out / PROGRAM, tuple(in_shape))
+        source = getattr(model, "trimnet_source", None)
+        if isinstance(source, dict):  # a user's function: rebuildable from its reference + these weights
+            meta["source"] = {**source, "in_shape": list(in_shape), "num_classes": meta["num_classes"]}
+            meta["weights"] = WEIGHTS
+            state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+            atomic_write(out / WEIGHTS, st_save(state, metadata={"format": FORMAT}))
     write_json(out / META, meta)
     if metrics is not None:
         write_json(out / METRICS, metrics)
@@ -184,8 +194,12 @@ def _save_program(model: nn.Module, path: Path, in_shape: tuple[int, ...]) -> No
             os.unlink(tmp)
 
 
-def load_artifact(path: str | Path) -> Artifact:
-    """Load a run directory written by ``save_artifact`` (or ``trimnet train``)."""
+def load_artifact(path: str | Path, *, rebuild: bool = False) -> Artifact:
+    """Load a run directory written by ``save_artifact`` (or ``trimnet train``).
+
+    ``rebuild``: a user's module recorded by reference is built again by importing its
+    file (running that code, as ``--model`` did) and given the saved weights.
+    """
     from trimnet.models.registry import from_spec
 
     path = Path(path)
@@ -200,7 +214,10 @@ def load_artifact(path: str | Path) -> Artifact:
     for key in ("in_shape", "class_names") if needs_classes else ("in_shape",):
         if key not in meta:
             raise ArtifactError(f"{path / META} lacks {key!r}; the file is incomplete, rebuild it")
-    if meta.get("spec") is None:
+    model = _rebuild(path, meta) if meta.get("spec") is None and rebuild and meta.get("source") else None
+    if model is not None:
+        pass
+    elif meta.get("spec") is None:
         model = _load_program(path / meta.get("program", PROGRAM))
     else:
         try:
@@ -211,6 +228,20 @@ def load_artifact(path: str | Path) -> Artifact:
         model.load_state_dict(_load_weights(path / meta.get("weights", WEIGHTS), model))
         model.eval()  # an exported program was traced in eval mode already (and refuses .eval())
     return Artifact(path=path, model=model, meta=meta)
+
+
+def _rebuild(path: Path, meta: dict) -> nn.Module | None:
+    """The user's function called again with the saved weights; None when they no longer fit it
+    (a pruned copy has other widths), and the program is loaded instead."""
+    from trimnet.models.user import create
+
+    src = meta["source"]
+    model = create(src["reference"], src["in_shape"], src["num_classes"], **src.get("options", {}))
+    try:
+        model.load_state_dict(_load_weights(path / meta.get("weights", WEIGHTS), model))
+    except ArtifactError:
+        return None
+    return model.eval()
 
 
 def _load_weights(file: Path, model: nn.Module) -> dict[str, torch.Tensor]:

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     data.update({k: v for k, v in flags.items() if v is not None})
     overrides = [(k.split(".", 1)[1], v) for k, v in args.overrides if k.startswith("optimize.")]
     cfg = from_dict(OptimizeConfig, apply_overrides(data, overrides)).validate()
-    art = tn.load_artifact(args.run_dir)
+    art = tn.load_artifact(args.run_dir, rebuild=True)
     out = Path(args.out or f"{str(args.run_dir).rstrip('/')}-optimized")
     result = optimize(art.model, dataset_of(art), cfg, out=out, progress=None if args.json else print)
     _save_winner(result, art, out / "best")

@@ -4,8 +4,10 @@ The function is called with ``in_shape`` (no batch) and ``num_classes`` when it 
 (by those names, or ``**kwargs``), plus the model options, and must return an ``nn.Module``.
 The module keeps the reference as its ``arch``, so the run directory records where it came
 from. Saving never pickles it: a module built of spec layers is stored as spec + weights
-and rebuilt exactly; any other is stored as a ``torch.export`` program (see artifact.py),
-which loads without importing the user's file again.
+and rebuilt exactly; any other is stored as a ``torch.export`` program (deployable, loads
+without importing the user's file) plus the reference, options and safetensors weights, so
+``load_artifact(path, rebuild=True)`` (what ``trimnet run``/``optimize``/``prune`` use)
+imports the file again and gets a trainable module back.
 """
 
 from __future__ import annotations
@@ -90,4 +92,9 @@ def create(reference: str, in_shape: Sequence[int], num_classes: int, **options)
         raise ModelError(f"--model {reference} returned a {type(model).__name__}; it must return an nn.Module")
     if not isinstance(getattr(model, "arch", None), str):
         model.arch = reference
+    for key, value in (("in_shape", tuple(in_shape)), ("num_classes", num_classes)):
+        if not hasattr(model, key):  # what passes that need example inputs read (as on zoo models)
+            setattr(model, key, value)
+    # what save_artifact records so that load_artifact(rebuild=True) can call it again
+    model.trimnet_source = {"reference": reference, "options": dict(options)}
     return model
