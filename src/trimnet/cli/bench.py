@@ -22,7 +22,7 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(name, help="measure latency and throughput on inference backends",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", nargs="?", help="a run directory, or a .onnx / .xml file")
-    parser.add_argument("--model", help="a registered model name, randomly initialized (needs --input-shape)")
+    parser.add_argument("--model", help="a registered model name or path/file.py:function, randomly initialized (needs --input-shape)")
     parser.add_argument("--input-shape", help="input shape with the batch first, like 1x3x224x224")
     parser.add_argument("--num-classes", type=int, default=1000, help="classes for --model (default 1000)")
     parser.add_argument("--backends", help="comma-separated backends, each name[:key=value...] "

@@ -26,6 +26,9 @@ class Task:
     metric_name: str = "score"
     # the soft targets of a teacher help its pruned student (fine-tuning with distillation)
     distills: bool = False
+    # the metric is a mean over samples, so folding it over batches is exact (the training
+    # loop's running train metric); a user's metric over a whole split is not
+    per_sample: bool = True
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

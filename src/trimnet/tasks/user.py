@@ -33,6 +33,7 @@ class UserTask(Task):
             self.metric_name = "metric"
         # soft targets of a teacher make sense only against the base task's own loss
         self.distills = base.distills and loss is None
+        self.per_sample = metric is None
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return self._loss(outputs, targets) if self._loss is not None else self.base.loss(outputs, targets)

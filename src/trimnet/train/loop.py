@@ -229,7 +229,7 @@ def _run_epoch(run: _Run, show: bool) -> dict:
             idx = run.ctx.shard(batch)
             loss, outputs = _step(run, idx, len(batch), lr_at(epoch * run.steps_per_epoch + step, total_steps,
                                                               run.steps_per_epoch, cfg), epoch, step)
-            steps.add(loss, run.task.predict(outputs), idx)
+            steps.add(loss, run.task.predict(outputs) if run.task.per_sample else None, idx)
             state.step = step + 1
             advance(1)
             for cb in run.callbacks:
@@ -245,8 +245,8 @@ def _run_epoch(run: _Run, show: bool) -> dict:
                             "lower --train.lr or set --train.grad_clip 1.0")
     m = run.task.metric_name
     if run.ctx.is_main:
-        log.info("epoch %d/%d  loss %.4f  %s %.4f  val_loss %s  val_%s %s  lr %.3g  %.1fs", epoch + 1, cfg.epochs,
-                 row["train_loss"], m, row[f"train_{m}"], _fmt(row["val_loss"]), m, _fmt(row[f"val_{m}"]),
+        log.info("epoch %d/%d  loss %.4f  %s %s  val_loss %s  val_%s %s  lr %.3g  %.1fs", epoch + 1, cfg.epochs,
+                 row["train_loss"], m, _fmt(row[f"train_{m}"]), _fmt(row["val_loss"]), m, _fmt(row[f"val_{m}"]),
                  row["lr"], row["time_s"])
     if run.out is not None:
         _write_history(run.out, state.history)
@@ -300,8 +300,9 @@ def _accumulate(run: _Run, steps: _Steps) -> None:
         sizes = torch.tensor([len(i) for i in steps.indices], dtype=torch.float32, device=run.device)
         loss_sum = float((torch.stack(steps.losses).float() * sizes).sum())
         seen = float(sizes.sum())
-        targets = run.y_train[torch.cat(steps.indices)]
-        score_sum = run.task.score(torch.cat(steps.predictions), targets) * seen
+        if run.task.per_sample:
+            targets = run.y_train[torch.cat(steps.indices)]
+            score_sum = run.task.score(torch.cat(steps.predictions), targets) * seen
     loss_sum, score_sum, seen = run.ctx.sum([loss_sum, score_sum, seen], run.device)
     run.state.loss_sum += loss_sum
     run.state.score_sum += score_sum
@@ -315,7 +316,8 @@ def _end_epoch(run: _Run, seconds: float) -> dict:
 
     state, cfg, m, data = run.state, run.cfg, run.task.metric_name, run.data
     seen = max(state.seen, 1)
-    row = {"epoch": state.epoch + 1, "train_loss": state.loss_sum / seen, f"train_{m}": state.score_sum / seen,
+    row = {"epoch": state.epoch + 1, "train_loss": state.loss_sum / seen,
+           f"train_{m}": state.score_sum / seen if run.task.per_sample else None,
            "val_loss": None, f"val_{m}": None, "lr": run.optimizer.param_groups[0]["lr"], "time_s": seconds}
     if len(data.y_val):
         score, loss = score_and_loss(run.model, data.x_val, data.y_val, run.task, cfg.eval_batch_size, run.device)
