@@ -214,11 +214,10 @@ def load_artifact(path: str | Path, *, rebuild: bool = False) -> Artifact:
     for key in ("in_shape", "class_names") if needs_classes else ("in_shape",):
         if key not in meta:
             raise ArtifactError(f"{path / META} lacks {key!r}; the file is incomplete, rebuild it")
-    model = _rebuild(path, meta) if meta.get("spec") is None and rebuild and meta.get("source") else None
-    if model is not None:
-        pass
-    elif meta.get("spec") is None:
-        model = _load_program(path / meta.get("program", PROGRAM))
+    if meta.get("spec") is None:
+        model = _rebuild(path, meta) if rebuild and meta.get("source") else None
+        if model is None:
+            model = _load_program(path / meta.get("program", PROGRAM))
     else:
         try:
             model = from_spec(meta["spec"], arch=meta.get("arch", "custom"), in_shape=meta["in_shape"],
