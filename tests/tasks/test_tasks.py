@@ -161,3 +161,11 @@ def test_a_user_loss_is_what_training_minimises(regression):
     result = tn.train(model, regression, tn.TrainConfig(epochs=2, batch_size=64), loss=l1)
     assert len(calls) >= 2 * (len(regression.y_train) // 64)
     assert result.history[-1]["train_loss"] == pytest.approx(-result.history[-1]["train_neg_mae"], rel=0.05)
+
+
+def test_gradient_criteria_differentiate_the_task_loss(regression):
+    torch.manual_seed(0)
+    model = tn.create_model("mlp", regression.in_shape, 1, hidden=[32])
+    res = tn.prune(model, regression, tn.PruneConfig(criterion="taylor", ratio=0.5,
+                                                     finetune=FinetuneConfig(epochs=0)))
+    assert res.record.params[1] < res.record.params[0]  # real-valued targets: MSE gradients, not cross-entropy
