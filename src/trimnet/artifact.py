@@ -2,7 +2,11 @@
 
 Loading reads tensors and JSON only; no pickle is ever executed. A model the layer spec
 can describe is stored as spec + weights and rebuilt exactly (pruned widths included);
-any other ``nn.Module`` is stored as a ``torch.export`` program (``model.pt2``).
+any other ``nn.Module`` is stored as a ``torch.export`` program (``model.pt2``). A user's
+module built by ``--model file.py:function`` also keeps that reference, its options and its
+weights (safetensors): ``load_artifact(path, rebuild=True)`` calls the function again and
+loads the weights, giving a trainable, prunable module; the default load never imports
+the user's code and returns the program.
 """
 
 from __future__ import annotations
@@ -49,7 +53,13 @@ class Artifact:
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.meta["class_names"])
+        """The classes, in output order; empty for a task without classes (regression)."""
+        return list(self.meta.get("class_names") or [])
+
+    @property
+    def task(self) -> dict:
+        """The task the model was trained for (``{"name": "classification", "metric": "accuracy", ...}``)."""
+        return dict(self.meta.get("task") or {"name": "classification", "metric": "accuracy"})
 
     @property
     def name(self) -> str:
@@ -111,12 +121,16 @@ def save_artifact(
     out: str | Path,
     *,
     in_shape: Sequence[int],
-    class_names: Sequence[str],
+    class_names: Sequence[str] | None = None,
     normalization: Normalization | None = None,
     metrics: dict | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """Write ``model`` and its metadata into run directory ``out``; returns the directory."""
+    """Write ``model`` and its metadata into run directory ``out``; returns the directory.
+
+    ``class_names`` may be left out for a task without classes; ``extra["task"]`` (the
+    task's description) says what the outputs mean, and ``num_classes`` then counts outputs.
+    """
     from safetensors.torch import save as st_save
 
     from trimnet import __version__
@@ -136,8 +150,8 @@ def save_artifact(
         "name": out.name,
         "arch": getattr(model, "arch", type(model).__name__),
         "in_shape": list(in_shape),
-        "num_classes": len(class_names),
-        "class_names": list(class_names),
+        "num_classes": len(class_names) if class_names else _outputs(model, extra),
+        "class_names": list(class_names or []),
         "normalization": normalization.to_dict() if normalization else None,
         "versions": {"trimnet": __version__, "torch": torch.__version__},
         **extra,
@@ -155,10 +169,22 @@ def save_artifact(
         meta["program"] = PROGRAM
         meta["spec_missing_reason"] = str(why)
         _save_program(model, out / PROGRAM, tuple(in_shape))
+        source = getattr(model, "trimnet_source", None)
+        if isinstance(source, dict):  # a user's function: rebuildable from its reference + these weights
+            meta["source"] = {**source, "in_shape": list(in_shape), "num_classes": meta["num_classes"]}
+            meta["weights"] = WEIGHTS
+            state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+            atomic_write(out / WEIGHTS, st_save(state, metadata={"format": FORMAT}))
     write_json(out / META, meta)
     if metrics is not None:
         write_json(out / METRICS, metrics)
     return out
+
+
+def _outputs(model: nn.Module, extra: dict | None) -> int:
+    """The number of outputs of a model without class names (from its task description, else its own)."""
+    task = (extra or {}).get("task") or {}
+    return int(task.get("outputs") or getattr(model, "num_classes", 0) or 0)
 
 
 def _save_program(model: nn.Module, path: Path, in_shape: tuple[int, ...]) -> None:
@@ -178,8 +204,12 @@ def _save_program(model: nn.Module, path: Path, in_shape: tuple[int, ...]) -> No
         torch.export.save(program, str(tmp))
 
 
-def load_artifact(path: str | Path) -> Artifact:
-    """Load a run directory written by ``save_artifact`` (or ``trimnet train``)."""
+def load_artifact(path: str | Path, *, rebuild: bool = False) -> Artifact:
+    """Load a run directory written by ``save_artifact`` (or ``trimnet train``).
+
+    ``rebuild``: a user's module recorded by reference is built again by importing its
+    file (running that code, as ``--model`` did) and given the saved weights.
+    """
     from trimnet.models.registry import from_spec
 
     path = Path(path)
@@ -190,10 +220,13 @@ def load_artifact(path: str | Path) -> Artifact:
         raise ArtifactError(f"{path / META} is not a trimnet model description; is this a trimnet run directory?")
     check_meta(meta, path / META)
     if meta.get("spec") is None:
-        model = _load_program(_inside(path, meta.get("program", PROGRAM), "program", path / META))
+        model = _rebuild(path, meta) if rebuild and meta.get("source") else None
+        if model is None:
+            model = _load_program(_inside(path, meta.get("program", PROGRAM), "program", path / META))
     else:
         build = lambda: from_spec(meta["spec"], arch=meta.get("arch", "custom"),  # noqa: E731
-                                  in_shape=meta["in_shape"], num_classes=meta.get("num_classes", len(meta["class_names"])))
+                                  in_shape=meta["in_shape"],
+                                  num_classes=meta.get("num_classes", len(meta.get("class_names") or [])))
         try:
             with torch.device("meta"):  # sizes first, without allocating: a spec may ask for 10^12 weights
                 params = sum(p.numel() for p in build().parameters())
@@ -228,7 +261,11 @@ def check_meta(meta: dict, where: Path) -> None:
         raise ArtifactError(f"{where}: format_version must be a whole number; got {version!r}; rebuild the file")
     if version > FORMAT_VERSION:
         raise ArtifactError(f"{where.parent} was written by a newer trimnet (format {version}); upgrade trimnet")
-    for key in ("in_shape", "class_names"):
+    task = meta.get("task")
+    if task is not None and not (isinstance(task, dict) and isinstance(task.get("name", ""), str)):
+        raise ArtifactError(f"{where}: task must be a record like {{\"name\": \"classification\"}}; got {_short(task)}")
+    needs_classes = (task or {}).get("name", "classification") == "classification"
+    for key in ("in_shape", "class_names") if needs_classes else ("in_shape",):
         if key not in meta:
             raise ArtifactError(f"{where} lacks {key!r}; the file is incomplete, rebuild it")
     shape = meta["in_shape"]
@@ -241,13 +278,13 @@ def check_meta(meta: dict, where: Path) -> None:
     if values > MAX_INPUT_VALUES:
         raise ArtifactError(f"{where}: in_shape {shape} is {values:,} values per sample (at most "
                             f"{MAX_INPUT_VALUES:,}); the file is corrupt, rebuild it")
-    names = meta["class_names"]
-    if not isinstance(names, list) or not names or len(names) > MAX_CLASSES:
+    names = meta.get("class_names", [])
+    if not isinstance(names, list) or (needs_classes and not names) or len(names) > MAX_CLASSES:
         raise ArtifactError(f"{where}: class_names must be a non-empty list of names; got {_short(names)}")
     if not all(isinstance(n, (str, int)) and not isinstance(n, bool) for n in names):
         raise ArtifactError(f"{where}: class_names must hold names (strings); got {_short(names)}")
     num = meta.get("num_classes", len(names))
-    if num != len(names) or isinstance(num, bool):
+    if isinstance(num, bool) or not isinstance(num, int) or (names and num != len(names)) or not 1 <= num <= MAX_CLASSES:
         raise ArtifactError(f"{where}: num_classes is {num!r} but class_names has {len(names)} names; "
                             "the file is corrupt, rebuild it")
     norm = meta.get("normalization")
@@ -312,6 +349,20 @@ def _read_tokenizer(file: Path) -> str:
                             "train the model again") from None
     except UnicodeDecodeError:
         raise ArtifactError(f"{file} is corrupt (not UTF-8 JSON); train the model again") from None
+
+
+def _rebuild(path: Path, meta: dict) -> nn.Module | None:
+    """The user's function called again with the saved weights; None when they no longer fit it
+    (a pruned copy has other widths), and the program is loaded instead."""
+    from trimnet.models.user import create
+
+    src = meta["source"]
+    model = create(src["reference"], src["in_shape"], src["num_classes"], **src.get("options", {}))
+    try:
+        model.load_state_dict(_load_weights(_inside(path, meta.get("weights", WEIGHTS), "weights", path / META), model))
+    except ArtifactError:
+        return None
+    return model.eval()
 
 
 def _load_weights(file: Path, model: nn.Module) -> dict[str, torch.Tensor]:

@@ -93,7 +93,7 @@ def run_pipeline(cfg: PipelineConfig, *, say: Callable[[str], None] | None = Non
         source = Path(cfg.train_from) if cfg.train_from else out / "original"
         if cfg.train_from or (source / "model.json").exists():
             say(f"    using the trained model in {source}")
-            art = load_artifact(source)
+            art = load_artifact(source, rebuild=True)
             from trimnet.train.evaluate import dataset_of
 
             data = dataset_of(art) if art.meta.get("data") else tn.load_dataset(config=cfg.data)
@@ -103,7 +103,7 @@ def run_pipeline(cfg: PipelineConfig, *, say: Callable[[str], None] | None = Non
             model = create_checked(cfg.model.name, data.in_shape, data.num_classes, **cfg.model.options)
             resume = (source / "checkpoints" / "last.pt").exists()
             tn.train(model, data, cfg.train, source, resume=resume, run_config=cfg.run_config())
-            art = load_artifact(source)
+            art = load_artifact(source, rebuild=True)
         model = art.model
     example = data.x_test[:1].float()
 

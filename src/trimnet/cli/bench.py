@@ -23,7 +23,7 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", nargs="?", help="a run directory, or a .onnx / .xml file")
     common.add_config_args(parser, _default_config, "bench.")
-    parser.add_argument("--model", help="a registered model name, randomly initialized (needs --input-shape)")
+    parser.add_argument("--model", help="a registered model name or path/file.py:function, randomly initialized (needs --input-shape)")
     parser.add_argument("--input-shape", help="input shape with the batch first, like 1x3x224x224")
     parser.add_argument("--num-classes", type=int, default=1000, help="classes for --model (default 1000)")
     parser.add_argument("--backends", help="comma-separated backends, each name[:key=value...] "

@@ -111,7 +111,7 @@ def _catalog_arg(p: argparse.ArgumentParser) -> None:
 
 def _model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("run_dir", nargs="?", help="a run directory (model.json + weights)")
-    p.add_argument("--model", help="a registered model name (see trimnet.list_models())")
+    p.add_argument("--model", help="a registered model name (see trimnet.list_models()) or path/file.py:function")
     p.add_argument("--input-shape", help="input shape with the batch first, like 1x3x224x224 (known zoo models "
                                          "default to their usual size)")
     p.add_argument("--num-classes", type=int, default=1000, help="classes for --model (default 1000)")

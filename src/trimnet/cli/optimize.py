@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.run_dir:
         raise ConfigError("pass the run directory to optimize, e.g. trimnet optimize runs/digits-cnn")
-    art = tn.load_artifact(args.run_dir)
+    art = tn.load_artifact(args.run_dir, rebuild=True)
     out = Path(args.out or f"{str(args.run_dir).rstrip('/')}-optimized")
     result = optimize(art.model, dataset_of(art), cfg, out=out, progress=None if args.json else print)
     _save_winner(result, art, out / "best")

@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     from trimnet.optimize.prune import prune
     from trimnet.train.evaluate import dataset_of
 
-    art = tn.load_artifact(args.run_dir)
+    art = tn.load_artifact(args.run_dir, rebuild=True)
     out = output_dir(art.path, args.out, args.overwrite)
     if not art.meta.get("data"):
         raise DataError(f"{art.path} records no dataset to calibrate and fine-tune on; prune it from Python "

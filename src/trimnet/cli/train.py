@@ -16,7 +16,8 @@ def add_parser(sub, name: str) -> None:
     add_config_args(p, _default_config)
     add_json_arg(p)
     p.add_argument("--data", help="dataset: digits, breast_cancer, wine, iris, csv:PATH, npz:PATH, folder:DIR, idx:DIR, cifar:DIR")
-    p.add_argument("--model", help="registered model name (see --list-models)")
+    p.add_argument("--model", help="registered model name (see --list-models), or your own: "
+                                    "path/to/file.py:function or package.module:function")
     p.add_argument("--out", help="run directory to write (default runs/DATA-MODEL)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -111,22 +110,34 @@ class Candidate:
         return dataclasses.asdict(self)
 
 
-def optimize(model: nn.Module, data: Dataset, config: OptimizeConfig | None = None, *,
-             out: str | Path | None = None, progress: Callable[[str], None] | bool | None = None) -> OptimizeResult:
+def optimize(model: nn.Module, data: Dataset | Any, config: OptimizeConfig | None = None, *,
+             out: str | Path | None = None, progress: Callable[[str], None] | bool | None = None,
+             evaluate: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
+             loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+             task: Any = None) -> OptimizeResult:
     """Find the fastest trimmed version of ``model`` on the target that stays within the budget.
+
+    ``data``: a ``Dataset``, a ``DataLoader`` or a (train, val, test) trio of them. The
+    budget is on the task's metric (accuracy for classification, negative MAE for
+    regression), or on ``evaluate(outputs, targets) -> float`` (higher is better) when
+    given; ``loss(outputs, targets)`` is what fine-tuning minimises.
 
     Each step is logged (``trimnet.optimize``, INFO); ``progress`` takes the messages instead
     when it is a callable, or switches the terminal status line on or off (None: on when
     stderr is a terminal and ``CI`` is not set).
     """
     from trimnet.bench.interference import auto_threads
+    from trimnet.data.loaders import as_dataset
+    from trimnet.models.families import as_module
     from trimnet.optimize.progress import reporter
     from trimnet.runtime import get_backend, load_runner
-
-    from trimnet.models.families import as_module
+    from trimnet.tasks import task_for
 
     model = as_module(model, data)  # a transformers classifier becomes tensor-in / logits-out
     cfg = (config or OptimizeConfig()).validate()
+    data = as_dataset(data, task=task if isinstance(task, str) else None, seed=cfg.seed)
+    task = task_for(data, task, metric=evaluate, loss=loss)
+    metric = task.metric_name
     backends = list(dict.fromkeys([cfg.target_backend, *cfg.backends]))
     for b in backends:
         why = get_backend(b).why_not()
@@ -137,20 +148,21 @@ def optimize(model: nn.Module, data: Dataset, config: OptimizeConfig | None = No
     if cfg.threads is None:  # measured once, so every candidate runs with the same count
         cfg = dataclasses.replace(cfg, threads=auto_threads())
     say = reporter(progress)
-    cache = _Cache(Path(out) / "candidates" if out else None)
+    cache = _Cache(Path(out) / "candidates" if out else None, task.describe())
     started = time.perf_counter()
     model = copy.deepcopy(model).cpu().eval()
     x_val, y_val = data.split("val")
-    example = data.x_test[:cfg.batch].float()
-    base_acc = _torch_accuracy(model, x_val, y_val)
+    example = task.example_inputs(data, cfg.batch).float()
+    base_acc = _torch_accuracy(model, x_val, y_val, task)
     floor = base_acc - cfg.max_accuracy_drop
-    say(f"original: validation accuracy {base_acc:.4f}; budget: >= {floor:.4f}; {cfg.threads} threads")
+    say(f"original: validation {metric} {base_acc:.4f}; budget: >= {floor:.4f}; {cfg.threads} threads")
 
     def out_of_time() -> bool:
         return time.perf_counter() - started > cfg.time_budget_s
 
     candidates: list[Candidate] = []
-    original = _measure_fp32(model, "original", "original", cfg.target_backend, cfg, x_val, y_val, example, cache)
+    original = _measure_fp32(model, "original", "original", cfg.target_backend, cfg, x_val, y_val, example, cache,
+                             task)
     original.original = True
     original.description = f"original, fp32 on {cfg.target_backend}"
     candidates.append(original)
@@ -169,11 +181,11 @@ def optimize(model: nn.Module, data: Dataset, config: OptimizeConfig | None = No
                 if i and out_of_time():
                     break
                 key = f"{criterion}-{ratio:g}" + (f"-ft{epochs}" if i else "")
-                pruned, record = _pruned(model, data, criterion, ratio, cfg, cache, key, epochs)
-                acc = _torch_accuracy(pruned, x_val, y_val)
+                pruned, record = _pruned(model, data, criterion, ratio, cfg, cache, key, epochs, task)
+                acc = _torch_accuracy(pruned, x_val, y_val, task)
                 records[key] = record
                 ok = acc >= floor
-                say(f"pruned {key}: validation accuracy {acc:.4f} ({'within' if ok else 'out of'} budget"
+                say(f"pruned {key}: validation {metric} {acc:.4f} ({'within' if ok else 'out of'} budget"
                     f"{'' if ok or i + 1 == len(budgets) else f'; fine-tuning {budgets[i + 1]} epochs instead'})")
                 if ok:
                     break
@@ -200,9 +212,9 @@ def optimize(model: nn.Module, data: Dataset, config: OptimizeConfig | None = No
                 if f"{precision}@{backend}" in not_lower:
                     continue
                 if precision == "fp32":
-                    c = _measure_fp32(fused[key], label, key, backend, cfg, x_val, y_val, example, cache)
+                    c = _measure_fp32(fused[key], label, key, backend, cfg, x_val, y_val, example, cache, task)
                 else:
-                    c = _measure_lowp(fused[key], data, label, key, precision, backend, cfg, cache)
+                    c = _measure_lowp(fused[key], data, label, key, precision, backend, cfg, cache, task)
                 if isinstance(c, _Skip):
                     say(f"{precision} on {backend}: {c.why}; not a candidate" +
                         ("" if c.backend_wide else f" ({_describe(key, precision, backend)})"))
@@ -212,7 +224,7 @@ def optimize(model: nn.Module, data: Dataset, config: OptimizeConfig | None = No
                 c.description = _describe(key, precision, backend)
                 c.accepted = c.val_accuracy is not None and c.val_accuracy >= floor and c.latency_ms is not None
                 candidates.append(c)
-                say(f"{c.description}: validation accuracy {c.val_accuracy:.4f}, "
+                say(f"{c.description}: validation {metric} {c.val_accuracy:.4f}, "
                     f"{c.latency_ms if c.latency_ms is not None else float('nan'):.3f} ms")
 
     if not out_of_time():
@@ -221,7 +233,8 @@ def optimize(model: nn.Module, data: Dataset, config: OptimizeConfig | None = No
                 return load_runner(c.backend, model if c.original else fused[c.structure], example,
                                    threads=cfg.threads)
             with _quiet("trimnet.optimize.quantize", "trimnet.optimize.fuse"):
-                return _quantize(fused[c.structure], data, c.precision, c.backend, cfg, split="val").runner(cfg.threads)
+                return _quantize(fused[c.structure], data, c.precision, c.backend, cfg, split="val",
+                                 task=task).runner(cfg.threads)
 
         final_round(candidates, original, open_runner, example, cfg.bench_time_s, cfg.threads, say)
     mark(candidates, original, floor)
@@ -233,14 +246,14 @@ def optimize(model: nn.Module, data: Dataset, config: OptimizeConfig | None = No
                                                           "class_names": data.class_names,
                                                           "normalization": data.normalization, "kind": data.kind})
     x_test, y_test = data.split("test")
-    result.original_test_accuracy = _torch_accuracy(model, x_test, y_test)
+    result.original_test_accuracy = _torch_accuracy(model, x_test, y_test, task)
     if best.precision != "fp32":
-        result.quantized = _quantize(winner_model, data, best.precision, best.backend, cfg, split="test")
+        result.quantized = _quantize(winner_model, data, best.precision, best.backend, cfg, split="test", task=task)
         result.test_accuracy = result.quantized.accuracy_after
     else:
-        result.test_accuracy = _torch_accuracy(winner_model, x_test, y_test)
+        result.test_accuracy = _torch_accuracy(winner_model, x_test, y_test, task)
     result.seconds = time.perf_counter() - started
-    say(f"winner: {best.description}: {result.speedup or 1:.2f}x faster, test accuracy "
+    say(f"winner: {best.description}: {result.speedup or 1:.2f}x faster, test {metric} "
         f"{result.test_accuracy:.4f} (original {result.original_test_accuracy:.4f})"
         + ("; some figures were taken while other work competed for the cores" if result.flagged else ""))
     say.close()
@@ -266,15 +279,18 @@ def _size(model: nn.Module, example: torch.Tensor) -> dict:
     return {"macs": int(p.macs), "params": int(p.params)}
 
 
-def _torch_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    from trimnet.train.evaluate import logits_of
+def _torch_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Any = None) -> float:
+    """The task's metric (accuracy for classification) of the eager model."""
+    from trimnet.train.evaluate import task_score
 
-    return float((logits_of(model, x).argmax(1) == y).float().mean())
+    return task_score(model, x, y, task)
 
 
-def _runner_accuracy(run, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
-    preds = [np.asarray(run(x[i:i + batch].numpy())).argmax(1) for i in range(0, len(x), batch)]
-    return float((np.concatenate(preds) == y.numpy()).mean())
+def _runner_accuracy(run, x: torch.Tensor, y: torch.Tensor, task: Any = None, batch: int = 512) -> float:
+    """The task's metric of the model as a runtime runs it."""
+    from trimnet.train.evaluate import runner_score
+
+    return runner_score(run, x, y, task, batch)
 
 
 def _latency(runner, example: torch.Tensor, backend: str, cfg: OptimizeConfig) -> dict:
@@ -288,7 +304,7 @@ def _latency(runner, example: torch.Tensor, backend: str, cfg: OptimizeConfig) -
 
 
 def _measure_fp32(model: nn.Module, label: str, structure: str, backend: str, cfg: OptimizeConfig,
-                  x_val, y_val, example, cache: "_Cache") -> Candidate:
+                  x_val, y_val, example, cache: "_Cache", task: Any = None) -> Candidate:
     hit = cache.get(label, cfg, model)
     if hit is not None:
         return hit
@@ -297,7 +313,7 @@ def _measure_fp32(model: nn.Module, label: str, structure: str, backend: str, cf
     t0 = time.perf_counter()
     runner = load_runner(backend, model, example, threads=cfg.threads)
     try:
-        acc = _runner_accuracy(runner.run, x_val, y_val)
+        acc = _runner_accuracy(runner.run, x_val, y_val, task)
         timing = _latency(runner, example, backend, cfg)
     finally:
         runner.close()
@@ -307,7 +323,8 @@ def _measure_fp32(model: nn.Module, label: str, structure: str, backend: str, cf
     return c
 
 
-def _quantize(model: nn.Module, data: Dataset, precision: str, backend: str, cfg: OptimizeConfig, split: str):
+def _quantize(model: nn.Module, data: Dataset, precision: str, backend: str, cfg: OptimizeConfig, split: str,
+              task: Any = None):
     """``quantize`` measuring accuracy on ``split`` (it reports on its dataset's test split)."""
     from trimnet.optimize.quantize import QuantizeConfig, quantize
 
@@ -315,11 +332,11 @@ def _quantize(model: nn.Module, data: Dataset, precision: str, backend: str, cfg
         data = dataclasses.replace(data, x_test=data.x_val, y_test=data.y_val)
     qcfg = QuantizeConfig(precision=precision, backend=backend, fuse=False, keep_slower=True,
                           batch_sizes=(cfg.batch,), bench_time_s=cfg.bench_time_s, seed=cfg.seed, threads=cfg.threads)
-    return quantize(model, data, qcfg)
+    return quantize(model, data, qcfg, task=task)
 
 
 def _measure_lowp(model: nn.Module, data: Dataset, label: str, structure: str, precision: str, backend: str,
-                  cfg: OptimizeConfig, cache: "_Cache") -> "Candidate | _Skip":
+                  cfg: OptimizeConfig, cache: "_Cache", task: Any = None) -> "Candidate | _Skip":
     """The candidate, or why it is not one."""
     from trimnet.errors import TrimnetError
 
@@ -332,7 +349,7 @@ def _measure_lowp(model: nn.Module, data: Dataset, label: str, structure: str, p
 
     try:
         with _quiet("trimnet.optimize.quantize", "trimnet.optimize.fuse"):
-            q = _quantize(model, data, precision, backend, cfg, split="val")
+            q = _quantize(model, data, precision, backend, cfg, split="val", task=task)
     except (ParityMismatch, AccuracyDropError) as why:  # this model at this precision: not a candidate
         return _Skip(str(why), backend_wide=False)
     except TrimnetError as why:  # this precision does not run on this backend here (missing tool, ...)
@@ -349,7 +366,7 @@ def _measure_lowp(model: nn.Module, data: Dataset, label: str, structure: str, p
 
 
 def _pruned(model: nn.Module, data: Dataset, criterion: str, ratio: float, cfg: OptimizeConfig,
-            cache: "_Cache", key: str, epochs: int) -> tuple[nn.Module, dict]:
+            cache: "_Cache", key: str, epochs: int, task: Any = None) -> tuple[nn.Module, dict]:
     """Prune + fine-tune, or load the cached result of an earlier run."""
     from trimnet.artifact import load_artifact, save_artifact
     from trimnet.optimize.finetune import FinetuneConfig
@@ -357,7 +374,7 @@ def _pruned(model: nn.Module, data: Dataset, criterion: str, ratio: float, cfg: 
 
     where = cache.dir / key if cache.dir else None
     settings = {"criterion": criterion, "ratio": ratio, "epochs": epochs, "seed": cfg.seed,
-                "model": _fingerprint(model)}
+                "model": _fingerprint(model), "task": cache.tag}
     if where is not None and (where / "model.json").exists():
         art = load_artifact(where)
         if art.meta.get("search_settings") == settings:
@@ -365,12 +382,13 @@ def _pruned(model: nn.Module, data: Dataset, criterion: str, ratio: float, cfg: 
     pcfg = PruneConfig(criterion=criterion, ratio=ratio,
                        finetune=FinetuneConfig(epochs=epochs, seed=cfg.seed))
     with _quiet("trimnet.train", "trimnet.prune"):
-        result = prune(model, data, pcfg)
+        result = prune(model, data, pcfg, task=task)
     record = result.to_dict()
     if where is not None:
         save_artifact(result.model, where, in_shape=data.in_shape, class_names=data.class_names,
                       normalization=data.normalization,
-                      extra={"search_settings": settings, "prune_record": record, "kind": data.kind})
+                      extra={"search_settings": settings, "prune_record": record, "kind": data.kind,
+                             "task": cache.tag})
     return result.model.eval(), record
 
 
@@ -419,14 +437,15 @@ def _fingerprint(model: nn.Module) -> str:
 class _Cache:
     """Finished candidates as JSON, keyed by label + settings + the exact weights measured."""
 
-    def __init__(self, directory: Path | None):
+    def __init__(self, directory: Path | None, tag: dict | None = None):
         self.dir = directory
+        self.tag = tag or {}  # the task and metric that measured: another metric measures again
 
     def _file(self, label: str, cfg: OptimizeConfig, model: nn.Module) -> Path | None:
         if self.dir is None:
             return None
         key = json.dumps({"label": label, "batch": cfg.batch, "bench_time_s": cfg.bench_time_s, "threads": cfg.threads,
-                          "model": _fingerprint(model)}, sort_keys=True)
+                          "model": _fingerprint(model), "task": self.tag}, sort_keys=True)
         return self.dir / "measured" / (hashlib.sha256(key.encode()).hexdigest()[:20] + ".json")
 
     def get(self, label: str, cfg: OptimizeConfig, model: nn.Module) -> Candidate | None:

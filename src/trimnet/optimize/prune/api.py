@@ -35,13 +35,15 @@ class PruneResult:
         return self.record.to_dict()
 
 
-def prune(model: nn.Module, data: Any, config: PruneConfig | None = None, *, inplace: bool = False) -> PruneResult:
+def prune(model: nn.Module, data: Any, config: PruneConfig | None = None, *, inplace: bool = False,
+          task: Any = None) -> PruneResult:
     """Structurally prune ``model``: whole channels, neurons and attention heads are removed.
 
     ``data`` is a ``Dataset`` (calibration on its training split, fine-tuning, test accuracy
     in the record) or a tensor of inputs (calibration only: no fine-tuning, as the notes say).
     The model is copied unless ``inplace``; the unpruned model is the distillation teacher.
     Any user error is a ``ConfigError`` or ``ModelError``, and leaves ``model`` as it was.
+    ``task`` (default: the dataset's) scores the record's "accuracy" and drives fine-tuning.
     """
     from trimnet.models.families import as_module
 
@@ -70,7 +72,7 @@ def prune(model: nn.Module, data: Any, config: PruneConfig | None = None, *, inp
     if family.attention(work) or family.ffn(work):
         return _prune_encoder(work, family, data, x_cal, example, expected, teacher, cfg, record)
     macs0, params0 = _size(work, example)
-    accuracy = _accuracy_fn(data)
+    accuracy = _accuracy_fn(data, task)
     if accuracy:
         record.accuracy["before"] = accuracy(work)
     tracker = _Tracker()
@@ -98,7 +100,7 @@ def prune(model: nn.Module, data: Any, config: PruneConfig | None = None, *, inp
         if accuracy:
             row["accuracy_pruned"] = accuracy(work)
         if epochs[step - 1]:
-            finetune(work, data, cfg.finetune, teacher, epochs[step - 1])
+            finetune(work, data, cfg.finetune, teacher, epochs[step - 1], task=task)
             work.cpu().eval()
             if accuracy:
                 row["accuracy_finetuned"] = accuracy(work)
@@ -227,12 +229,14 @@ def _size(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
     return int(prof.macs), sum(p.numel() for p in model.parameters())
 
 
-def _accuracy_fn(data: Any):
+def _accuracy_fn(data: Any, task: Any = None):
     if not isinstance(data, Dataset) or len(data.y_test) == 0:
         return None
-    from trimnet.train.evaluate import accuracy_and_loss
+    from trimnet.tasks import task_for
+    from trimnet.train.evaluate import task_score
 
-    return lambda m: accuracy_and_loss(m, data.x_test, data.y_test)[0]
+    task = task_for(data, task)
+    return lambda m: task_score(m, data.x_test, data.y_test, task)
 
 
 class _Failure(TorchFunctionMode):

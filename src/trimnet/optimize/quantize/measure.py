@@ -6,7 +6,7 @@ with the same threads (``trimnet.bench.compare``), so the ratio survives a noisy
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -60,10 +60,12 @@ def parity(fp32: nn.Module, run: Callable[[np.ndarray], np.ndarray], precision: 
     return out, report.passed, report.summary() if report.cases else runtime
 
 
-def accuracy(run: Callable[[np.ndarray], np.ndarray], x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> float:
-    preds = [np.asarray(run(np.ascontiguousarray(x[i:i + batch].numpy(), dtype=np.float32))).argmax(1)
-             for i in range(0, len(x), batch)]
-    return float((np.concatenate(preds) == y.numpy()).mean()) if preds else float("nan")
+def accuracy(run: Callable[[np.ndarray], np.ndarray], x: torch.Tensor, y: torch.Tensor, batch: int = 256,
+             task: Any = None) -> float:
+    """The task's metric (accuracy for classification) of the lowered model on ``(x, y)``."""
+    from trimnet.train.evaluate import runner_score
+
+    return runner_score(run, x, y, task, batch)
 
 
 def latency(candidate: Candidate, fp32_model: nn.Module, example: torch.Tensor, cfg: QuantizeConfig) -> list[Latency]:
