@@ -164,3 +164,46 @@ def test_drain_answers_readiness_503_and_never_500():
     codes = [r.status_code for r in answers]
     assert set(codes) == {200, 503} and codes.count(200) >= 2, codes
     assert all("shut" in r.json()["error"] for r in answers if r.status_code == 503)
+
+
+def test_a_signal_drains_with_the_port_open_readiness_503_and_no_500(h):
+    """uvicorn with the draining server: after SIGTERM the port still answers (503) until the queue is done."""
+    import signal
+    import threading
+
+    import uvicorn
+
+    from trimnet.serve.server import bind, draining_server
+
+    app = create_app([slow_model(0.2)], ServeConfig(max_batch=1, max_queue=64, max_delay_ms=0),
+                     shutdown_timeout=0.5)
+    sock = bind("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = draining_server(uvicorn)(uvicorn.Config(app, log_config=None, lifespan="on", loop="asyncio"),
+                                      service=app.state.service, drain_timeout=0.5)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while h.get(url + "/v2/health/ready", timeout=2)[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        results = []
+        clients = [threading.Thread(target=lambda: results.append(h.get(url + "/v2/models/slow/infer", SMALL)))
+                   for _ in range(8)]
+        for c in clients:
+            c.start()
+        while app.state.batchers["slow"].queued < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.handle_exit(signal.SIGTERM, None)  # what uvicorn's signal handler calls
+        status, body, headers = h.get(url + "/v2/health/ready", timeout=5)
+        assert status == 503 and headers.get("retry-after") == "1"  # not "connection refused"
+        for c in clients:
+            c.join(timeout=20)
+        codes = [r[0] for r in results]
+        assert len(codes) == 8 and set(codes) <= {200, 503} and 200 in codes and 503 in codes, codes
+        thread.join(timeout=20)
+        assert not thread.is_alive()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

@@ -21,7 +21,7 @@ from trimnet.serve.batcher import Batcher, BatcherClosed, QueueFull
 from trimnet.serve.config import ServeConfig
 from trimnet.serve.metrics import Metrics
 from trimnet.serve.model import ServedModel, load_model
-from trimnet.serve.protocol import InferRequest, InputSpec, RequestError, Tensor, outputs
+from trimnet.serve.protocol import InferRequest, InputSpec, RequestError, Tensor, model_metadata, outputs
 from trimnet.serve.triton import ModelStats, Observers, model_config
 
 log = logging.getLogger(__name__)
@@ -121,8 +121,6 @@ class Service:
             raise self.unavailable("the server is shutting down") from None
 
     def metadata(self, model: ServedModel) -> dict:
-        from trimnet.serve.protocol import model_metadata
-
         params = {"max_batch": self.config.max_batch, "normalize": self.config.normalize,
                   "top_k": self.config.top_k, "backend": model.info.get("backend"),
                   "normalization": model.info.get("normalization")}
