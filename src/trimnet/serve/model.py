@@ -65,7 +65,7 @@ def load_model(source: Any, *, name: str | None = None, backend: str = "torch", 
 def text_encoder(artifact) -> Callable[[list[str]], np.ndarray] | None:
     """``artifact.encode_text`` when the artifact can turn text into model inputs (it has a tokenizer)."""
     encode = getattr(artifact, "encode_text", None)
-    if not callable(encode) or getattr(artifact, "tokenizer", True) is None:
+    if not callable(encode) or not getattr(artifact, "reads_text", False):
         return None
     return encode
 
