@@ -34,6 +34,12 @@ _API: dict[str, str] = {
     "load_dataset": "trimnet.data",
     "list_sources": "trimnet.data",
     "register_source": "trimnet.data",
+    "from_arrays": "trimnet.data",
+    # tasks
+    "Task": "trimnet.tasks",
+    "get_task": "trimnet.tasks",
+    "list_tasks": "trimnet.tasks",
+    "register_task": "trimnet.tasks",
     # models
     "create_model": "trimnet.models",
     "list_models": "trimnet.models",

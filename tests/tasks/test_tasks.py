@@ -65,6 +65,12 @@ def test_regression_trains_evaluates_and_records_its_task(regression, trained_re
     assert ev.extra["mae"] == pytest.approx(mae, rel=1e-5)
     assert ev.score == pytest.approx(-mae, rel=1e-5)
     assert ev.extra["r2"] > 0.9
+    raw = regression.normalization  # predict takes raw inputs and normalizes them as in training
+    x_raw = regression.x_test[:5] * torch.tensor(raw.std) + torch.tensor(raw.mean)
+    pred = tn.predict(out, x_raw.numpy())
+    first = float(art.model(regression.x_test[:1]).detach())
+    assert pred.to_dict()["predictions"][0]["value"] == pytest.approx(first, abs=1e-4)
+    assert np.abs(pred.values - regression.y_test[:5].numpy()).mean() < 3 * mae
 
 
 def test_regression_prunes_and_fine_tunes_on_its_own_loss(regression, trained_regressor):

@@ -11,7 +11,6 @@ own loss); any other task (regression, a user's loss) fine-tunes on the task's l
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -100,9 +99,8 @@ def finetune(model: nn.Module, data: Dataset, config: FinetuneConfig, teacher: n
     task = task_for(data, task)
     distill = config.distill and teacher is not None and task.distills
     loss = distillation_loss(teacher, config.temperature, config.alpha) if distill else None
-    if config.keep == "last":
-        # the training loop keeps the best validation epoch, and on a small validation split
-        # ties at the top keep an early, half-annealed one; fine-tuning wants the annealed end
-        data = dataclasses.replace(data, x_val=data.x_val[:0], y_val=data.y_val[:0])
-    result = train(model, data, config.train_config(epochs), teacher_loss=loss, task=task)
+    # keep="last": the training loop would keep the best validation epoch, and on a small
+    # validation split ties at the top keep an early, half-annealed one; fine-tuning wants the annealed end
+    result = train(model, data, config.train_config(epochs), teacher_loss=loss, task=task,
+                   validate=config.keep == "best")
     return result.metrics

@@ -40,10 +40,16 @@ class Evaluation:
 class Predictions:
     labels: list[int]
     names: list[str]
-    probabilities: np.ndarray  # (N, classes)
+    probabilities: np.ndarray  # (N, classes); empty for regression
     sources: list[str] = field(default_factory=list)
+    values: np.ndarray | None = None  # regression: the predicted targets, (N,) or (N, outputs)
 
     def to_dict(self, top_k: int = 1) -> dict[str, Any]:
+        if self.values is not None:
+            rows = [{"index": i, "value": v} for i, v in enumerate(self.values.tolist())]
+            for row, source in zip(rows, self.sources):
+                row["source"] = source
+            return {"predictions": rows}
         rows = []
         for i, (label, name) in enumerate(zip(self.labels, self.names)):
             row = {"index": i, "label": label, "class": name, "confidence": float(self.probabilities[i, label])}
@@ -202,8 +208,9 @@ def dataset_of(artifact) -> Dataset:
 
 def predict(model: Any, inputs: np.ndarray | torch.Tensor, *, normalize: bool = True,
             batch_size: int = 1024, class_names: list[str] | None = None) -> Predictions:
-    """Class predictions for raw ``inputs`` (normalized as in training when the model is an artifact;
-    for a text model's artifact, a list of strings)."""
+    """Class predictions (or, for a regression artifact, predicted values) for raw ``inputs``
+    (normalized as in training when the model is an artifact; for a text model's artifact, a
+    list of strings)."""
     model, artifact = _resolve(model)
     if artifact is not None and artifact.reads_text and isinstance(inputs, (str, list, tuple)):
         inputs = artifact.encode_text(inputs)  # raw strings -> token ids of the run's tokenizer
@@ -217,6 +224,10 @@ def predict(model: Any, inputs: np.ndarray | torch.Tensor, *, normalize: bool = 
         if normalize:
             x = artifact.preprocess(x)
         class_names = class_names or artifact.class_names
+        if artifact.task.get("name") == "regression":
+            out = logits_of(model, x, batch_size).numpy()
+            values = out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
+            return Predictions(labels=[], names=[], probabilities=np.zeros((len(out), 0), np.float32), values=values)
     probs = torch.softmax(logits_of(model, x, batch_size), dim=1).numpy()
     labels = probs.argmax(1).tolist()
     names = [class_names[i] if class_names else str(i) for i in labels]

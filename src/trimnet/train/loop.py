@@ -70,6 +70,7 @@ def train(
     task: str | Task | None = None,
     loss: Loss | None = None,
     metric: Metric | None = None,
+    validate: bool = True,
 ) -> TrainResult:
     """Train ``model`` on ``data`` in place; with ``out``, write checkpoints, metrics and the artifact.
 
@@ -77,6 +78,8 @@ def train(
     of them. ``task`` (default: the dataset's) gives the loss and the metric that picks the
     best epoch; ``loss(outputs, targets)`` and ``metric(outputs, targets)`` replace them.
     ``teacher_loss(logits, targets, x)`` replaces the loss (fine-tuning with distillation uses it).
+    ``validate=False``: no validation pass, so no best-epoch selection or early stopping; the
+    weights at the end of the schedule are kept.
     """
     from trimnet.data.loaders import as_dataset
     from trimnet.tasks import task_for
@@ -89,6 +92,7 @@ def train(
     ctx, device = distributed.setup(resolve_device(cfg.device))
     try:
         run = _prepare(model, data, cfg, out, task, teacher_loss, ctx, device, callbacks)
+        run.validate = validate
         _start(run, resume, run_config)
         show = progress_enabled(cfg.progress) and ctx.is_main
         started = time.perf_counter()
@@ -122,6 +126,7 @@ class _Run:
     state: LoopState = field(default_factory=LoopState)
     best_state: dict | None = None  # weights of the best validation epoch
     trained_samples: int = 0
+    validate: bool = True  # False: no validation pass, the last epoch's weights are kept
 
     @property
     def ckpt_dir(self) -> Path | None:
@@ -291,7 +296,7 @@ def _end_epoch(run: _Run, seconds: float) -> dict:
     row = {"epoch": state.epoch + 1, "train_loss": state.loss_sum / seen,
            f"train_{m}": state.score_sum / seen if run.task.per_sample else None,
            "val_loss": None, f"val_{m}": None, "lr": run.optimizer.param_groups[0]["lr"], "time_s": seconds}
-    if len(data.y_val):
+    if run.validate and len(data.y_val):
         score, loss = score_and_loss(run.model, data.x_val, data.y_val, run.task, cfg.eval_batch_size, run.device)
         row["val_loss"], row[f"val_{m}"] = loss, score
         if state.best_val is None or score > state.best_val:
