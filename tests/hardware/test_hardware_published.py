@@ -9,7 +9,7 @@ import pytest
 from trimnet.cli.main import main
 from trimnet.errors import ConfigError
 from trimnet.hardware import estimate, load_catalog, recommend, train_time
-from trimnet.hardware.fitted import build_works, load_params, seconds
+from trimnet.hardware.fitted import OFFLINE_LADDER, build_works, load_params, seconds
 from trimnet.hardware.published import load_figures, split, workload
 
 
@@ -51,6 +51,7 @@ def _published_cheapest(figures, catalog, ids, target_latency=None, target_throu
 
 
 FILL = load_params().fill_of("mlperf-squad")
+OFFLINE = list(OFFLINE_LADDER)  # an Offline harness runs at its best batch; the fit predicts Offline figures so
 CASES = [  # (model, seq, precision, target, batches, runtime, effective_seq, published figure per device)
     ("bert-large", 384, "fp16", {"target_latency": 10e-3}, [1], "tensorrt", None,
      ["trt-bert-t4-bert-large-s384-b1-fp16", "trt-bert-a100-40gb-bert-large-s384-b1-fp16"]),
@@ -63,6 +64,9 @@ CASES = [  # (model, seq, precision, target, batches, runtime, effective_seq, pu
     ("bert-large", 384, "int8", {"target_latency": 5e-3}, [1], "tensorrt", None,
      ["trt-bert-t4-bert-large-s384-b1-int8", "trt-bert-a100-40gb-bert-large-s384-b1-int8"]),
     ("resnet50", None, "int8", {"target_throughput": 7000}, [256], "tensorrt", None,
+     ["mlperf-v3.1-jetson-agx-orin-resnet50-offline", "mlperf-v3.1-l4-resnet50-offline",
+      "mlperf-v4.0-h100-sxm-resnet50-offline"]),
+    ("resnet50", None, "int8", {"target_throughput": 8000}, OFFLINE, "tensorrt", None,  # L4 12,882 measured
      ["mlperf-v3.1-jetson-agx-orin-resnet50-offline", "mlperf-v3.1-l4-resnet50-offline",
       "mlperf-v4.0-h100-sxm-resnet50-offline"]),
     ("resnet50", None, "int8", {"target_throughput": 40000}, [256], "tensorrt", None,

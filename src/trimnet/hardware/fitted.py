@@ -199,8 +199,11 @@ def seconds(works: Works, dev: Device, precision: str, runtime: str, params: Par
     if training:
         e = e * params.training.get("backward_efficiency", TRAINING_DEFAULTS["backward_efficiency"])
     hm = s["hm"] * (peak / 1e14) ** s["a"]
+    # an implicit-GEMM convolution kernel at this precision runs at conv_<precision> x the dense GEMM's E
+    conv = np.where(works.roles == "conv", s.get(f"conv_{precision}", 1.0), 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        eff = e * works.m / (works.m + hm) * works.k / (works.k + s["hk"]) * works.n / (works.n + s["hn"])
+        eff = np.minimum(e * conv * works.m / (works.m + hm) * works.k / (works.k + s["hk"])
+                         * works.n / (works.n + s["hn"]), 1.0)
         compute = np.where(works.matrix, works.flops / (peak * np.maximum(eff, 1e-9)),
                            works.flops / (vector_peak * s["vector"]))
     compute = np.nan_to_num(compute)
@@ -254,6 +257,11 @@ def _paths(figs: Iterable, catalog: dict[str, Device]) -> list[tuple]:
         out.append(("shape", "gpu", name, lo, hi, SHAPE_DEFAULTS[name]))
     if "cpu" in kinds:
         out.append(("shape", "cpu", "mu", 0.2, 1.0, 0.7))
+    # convolutions run as implicit GEMMs, whose kernels differ per precision from the dense GEMMs (BERT) E rests on
+    conv_precisions = {f.precision for f in figs if f.model == "resnet50" and catalog[f.device].kind == "gpu"}
+    dense_precisions = {f.precision for f in figs if f.model != "resnet50" and catalog[f.device].kind == "gpu"}
+    for prec in sorted(conv_precisions & dense_precisions):  # only where the two can be told apart
+        out.append(("shape", "gpu", f"conv_{prec}", 0.3, 3.0, 1.0))
     counts: dict[str, int] = {}
     for f in figs:
         counts[catalog[f.device].family] = counts.get(catalog[f.device].family, 0) + 1
@@ -293,22 +301,37 @@ def _apply(paths: list[tuple], x: np.ndarray, base: Params) -> Params:
     return p
 
 
-def figure_works(fig, precision_bytes_cache: dict, fill: float = 1.0) -> Works:
+def figure_works(fig, precision_bytes_cache: dict, fill: float = 1.0, batch: int | None = None) -> Works:
     from trimnet.hardware.published import workload
 
-    key = (fig.model, fig.seq, fig.model_batch, fig.precision, round(fill, 4))
+    batch = batch or fig.model_batch
+    key = (fig.model, fig.seq, batch, fig.precision, round(fill, 4))
     if key not in precision_bytes_cache:
-        precision_bytes_cache[key] = build_works(workload(fig.model, fig.seq), fig.model_batch, fig.precision, fill)
+        precision_bytes_cache[key] = build_works(workload(fig.model, fig.seq), batch, fig.precision, fill)
     return precision_bytes_cache[key]
 
 
+OFFLINE_LADDER = (16, 64, 256, 1024)  # an Offline harness is tuned to its best batch; these bracket the usual ones
+
+
 def predict(fig, catalog: dict[str, Device], params: Params, cache: dict | None = None) -> float:
-    """Predicted seconds per batch per device for a published figure (comparable to ``fig.seconds_per_batch``)."""
+    """Predicted seconds per batch per device for a published figure (comparable to ``fig.seconds_per_batch``).
+
+    A figure whose batch the source does not state (MLPerf Offline) is predicted at the batch of
+    ``OFFLINE_LADDER`` with the most throughput, as its harness was tuned, and converted to
+    seconds per ``fig.model_batch`` samples; ``recommend`` chooses over its batch ladder the same way.
+    """
     cache = {} if cache is None else cache
     dev = catalog[fig.device]
-    works = figure_works(fig, cache, params.fill_of(fig.dataset))
-    return seconds(works, dev, fig.precision, fig.runtime, params, training=fig.mode == "training",
-                   gpus=fig.gpus, accumulation=fig.accumulation).seconds
+    fill = params.fill_of(fig.dataset)
+    training = fig.mode == "training"
+    if fig.batch is not None or training:
+        works = figure_works(fig, cache, fill)
+        return seconds(works, dev, fig.precision, fig.runtime, params, training=training,
+                       gpus=fig.gpus, accumulation=fig.accumulation).seconds
+    best = min(seconds(figure_works(fig, cache, fill, b), dev, fig.precision, fig.runtime, params).seconds / b
+               for b in OFFLINE_LADDER)
+    return best * fig.model_batch
 
 
 def fit(figs: list, catalog: dict[str, Device]) -> Params:
