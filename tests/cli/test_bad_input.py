@@ -93,6 +93,9 @@ def test_yaml_alias_bomb_is_refused_before_it_expands(cli, clean_error, tmp_path
     (["export", "x", "--format", "onnxx"], "did you mean onnx?"),
     (["profile", "--model", "mlp", "--input-shape", "100000x1x10000x10000"], "values per batch"),
     (["profile", "--model", "mlp", "--input-shape", "0x4"], "positive integers"),
+    (["profile", "--model", "mlp", "--input-shape", "1x4", "--num-classes", str(10**9)], "parameters (at most"),
+    (["bench", "--model", "mlp", "--input-shape", "1x4", "--num-classes", str(10**9)], "parameters (at most"),
+    (["profile", "--model", "mlp", "--input-shape", "1x4", "--model.options", "{hidden: [-3]}"], "no config overrides"),
 ])
 def test_argparse_and_shape_errors_are_one_line(cli, clean_error, argv, needle):
     code, _, err = cli(*argv)

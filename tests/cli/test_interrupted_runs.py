@@ -70,3 +70,14 @@ def test_python_api_cleans_checkpoint_temp_files(tmp_path, temp_files):
     save_checkpoint(tmp_path, {"step": 1})
     assert temp_files(tmp_path) == [tmp_path / ".other-file"]
     assert torch.load(tmp_path / "last.pt", weights_only=True) == {"step": 1}
+
+
+def test_prune_cleans_what_a_killed_prune_left(iris_run, tmp_path, cli, temp_files):
+    out = tmp_path / "pruned"
+    stale = tmp_path / ".pruned.k1ll3d"  # the temporary run directory of a prune that was killed
+    stale.mkdir()
+    (stale / "model.json").write_text("{")
+    code, _, err = cli("prune", iris_run, "--out", out, "--finetune.epochs", "0", "--ratio", "0.5")
+    assert code == 0, err
+    assert not stale.exists() and (out / "model.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pruned"]

@@ -94,12 +94,12 @@ def _source(args: argparse.Namespace):
     if args.source and args.model:
         raise ConfigError("pass a run directory (or exported file) or --model, not both")
     if args.model:
-        import trimnet as tn
-
         if not args.input_shape:
             raise ConfigError("--model needs --input-shape, like --input-shape 1x3x224x224")
         shape = common.parse_shape(args.input_shape)
-        model = tn.create_model(args.model, shape[1:], args.num_classes).eval()
+        from trimnet.models.checked import create_checked
+
+        model = create_checked(args.model, shape[1:], args.num_classes).eval()
         return model, _example_from_shape(args)
     if not args.source:
         raise ConfigError("nothing to measure: pass a run directory, a .onnx / .xml file, or --model NAME")

@@ -84,9 +84,9 @@ def _model_and_shape(args: argparse.Namespace):
             raise ConfigError("--model needs --input-shape with the batch first, like --input-shape 1x3x224x224")
         if len(shape) < 2:
             raise ConfigError(f"--input-shape {args.input_shape} needs a batch dimension first, like 1x{args.input_shape}")
-        from trimnet.models import create_model
+        from trimnet.models.checked import create_checked
 
-        return create_model(args.model, in_shape=shape[1:], num_classes=args.num_classes), shape
+        return create_checked(args.model, shape[1:], args.num_classes), shape
     raise ConfigError("pass a run directory or --model NAME --input-shape 1x3x224x224")
 
 

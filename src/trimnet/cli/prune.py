@@ -93,6 +93,9 @@ def write_run(out: Path, write) -> None:
     """Build the run in a temporary directory beside ``out`` and move it into place at the end,
     so a failure never leaves a half-written run."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.*"):  # what a killed run left (one writer per --out)
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     umask = os.umask(0)
     os.umask(umask)
