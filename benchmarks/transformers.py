@@ -168,6 +168,20 @@ def run_model(name: str, ratio: float, rounds: int, ov_int8: bool) -> dict:
     }
 
 
+def table(path: Path) -> str:
+    """The BENCHMARKS.md table of a results file."""
+    data = json.loads(Path(path).read_text())
+    lines = ["| model | runner | batch 1 ms | batch 32 samples/s |", "|---|---|---:|---:|"]
+    for r in data["results"]:
+        for row in r["rows"]:
+            lines.append(f"| {r['model']} | {row['runner']} | {row['batch1_ms']:.1f} | {row['batch32_samples_per_s']:.1f} |")
+        la = r["load_average"]["before"][0], r["load_average"]["after"][0]
+        lines.append(f"| {r['model']} | **optimized vs best exported original** (heads {r['heads'][0]}→{r['heads'][1]}, "
+                     f"FFN {r['ffn'][0]}→{r['ffn'][1]}, MACs {r['macs']['pruned'] / r['macs']['original']:.0%}; "
+                     f"load {la[0]:.1f}→{la[1]:.1f}) | **{r['speedup_batch1']:.2f}x** | **{r['speedup_batch32']:.2f}x** |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="bert-base,distilbert,vit-small")
@@ -175,7 +189,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="batch-32 rounds (batch 1 runs four times as many)")
     ap.add_argument("--openvino-int8", action="store_true", help="also NNCF INT8 on OpenVINO (slow to calibrate)")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--table", type=Path, help="print the markdown table of a results file and exit")
     args = ap.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
     torch.set_num_threads(THREADS)
     results = []
     for name in args.models.split(","):
