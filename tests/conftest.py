@@ -23,3 +23,22 @@ def small_digits(digits):
 
     return replace(digits, x_train=digits.x_train[:300], y_train=digits.y_train[:300],
                    x_val=digits.x_val[:60], y_val=digits.y_val[:60])
+
+
+@pytest.fixture
+def cpu_burner():
+    """Busy loops in other processes, one per usable core: a deliberately loaded machine."""
+    import subprocess
+    import sys
+    import time
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
+    time.sleep(0.3)  # let them start spinning
+    try:
+        yield len(procs)
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()

@@ -8,6 +8,8 @@ onnx, openvino, fastapi or matplotlib.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -68,6 +70,7 @@ _API: dict[str, str] = {
     "optimize": "trimnet.optimize",
     "OptimizeConfig": "trimnet.optimize",
     "OptimizeResult": "trimnet.optimize",
+    "FinetuneConfig": "trimnet.optimize.finetune",
     # the main job
     "run_pipeline": "trimnet.pipeline",
     "PipelineConfig": "trimnet.pipeline",
@@ -89,12 +92,22 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-# ``train``, ``profile`` and ``optimize`` name both a subpackage and the function users call. Importing
-# a subpackage sets it as an attribute of this package, so bind the functions eagerly,
-# after the subpackages have loaded, and the function always wins.
-from trimnet.optimize import optimize  # noqa: E402
-from trimnet.profile import profile  # noqa: E402
-from trimnet.train import train  # noqa: E402
+# ``train``, ``profile`` and ``optimize`` name both a subpackage and the function users call.
+# Importing a subpackage sets it as an attribute of this package; ``_Package`` ignores that
+# for these names, so the function always wins and nothing heavy (torch) loads until used
+# (``trimnet --version`` stays fast).
+_FUNCTIONS = {"train": "trimnet.train", "profile": "trimnet.profile", "optimize": "trimnet.optimize"}
+_API.update(_FUNCTIONS)
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _FUNCTIONS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 if TYPE_CHECKING:  # pragma: no cover
     from trimnet.artifact import Artifact, load_artifact, save_artifact
@@ -102,4 +115,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from trimnet.data import Dataset, list_sources, load_dataset, register_source
     from trimnet.errors import ArtifactError, ConfigError, DataError, ModelError, TrainingError, TrimnetError
     from trimnet.models import create_model, from_spec, list_models, register_model, to_spec
+    from trimnet.optimize.finetune import FinetuneConfig
     from trimnet.train import Evaluation, TrainResult, evaluate, predict, train

@@ -8,6 +8,9 @@ overrides (``train.epochs=5``) with values parsed by the field's declared type.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +21,9 @@ from trimnet.errors import ConfigError
 
 CONFIG_VERSION = 1
 C = TypeVar("C")
+MAX_IMAGE_SIZE = 4096  # a side past this is a typo (100000) that would allocate terabytes
+MAX_YAML_NODES = 100_000  # a config expands to at most this many values (YAML aliases counted each time)
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 @dataclass
@@ -45,8 +51,12 @@ class DataConfig:
                 raise ConfigError(f"data.{name} must be in [0, 1); got {value}")
         if self.val_split + self.test_split >= 1.0:
             raise ConfigError("data.val_split + data.test_split must leave data to train on")
-        if self.image_size is not None and self.image_size < 1:
-            raise ConfigError(f"data.image_size must be positive; got {self.image_size}")
+        if self.image_size is not None and not 1 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ConfigError(f"data.image_size must be between 1 and {MAX_IMAGE_SIZE} pixels; got {self.image_size}")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"data.seed must be in [0, 2^32); got {self.seed}")
+        if not self.source:
+            raise ConfigError("data.source is empty; pass --data digits, csv:PATH, npz:PATH, folder:DIR, ...")
 
 
 @dataclass
@@ -100,6 +110,19 @@ class TrainConfig:
             raise ConfigError(f"train.grad_clip must be > 0; got {self.grad_clip}")
         if self.checkpoint_every < 0 or self.early_stopping < 0:
             raise ConfigError("train.checkpoint_every and train.early_stopping must be >= 0")
+        if self.momentum < 0 or self.weight_decay < 0 or self.warmup_epochs < 0 or self.gamma <= 0:
+            raise ConfigError("train.momentum, train.weight_decay and train.warmup_epochs must be >= 0, "
+                              "train.gamma > 0")
+        if self.step_size < 1:
+            raise ConfigError(f"train.step_size must be >= 1; got {self.step_size}")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"train.seed must be in [0, 2^63); got {self.seed}")
+        for name in ("lr", "momentum", "weight_decay", "gamma", "warmup_epochs", "grad_clip"):
+            value = getattr(self, name)
+            if value is not None and abs(value) > 1e30:  # torch keeps these in float32 (max 3.4e38)
+                raise ConfigError(f"train.{name} is {value:g}, past any usable value (at most 1e30)")
+        if not DEVICE.match(self.device):
+            raise ConfigError(f"train.device {self.device!r} is unknown; choose auto, cpu, cuda, cuda:N or mps")
 
 
 @dataclass
@@ -136,11 +159,13 @@ def from_dict(cls: type[C], data: dict | None, where: str = "") -> C:
         raise ConfigError(f"{where or 'config'} must be a mapping; got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(map(str, data)) - set(fields))
     if unknown:
         prefix = f"{where}." if where else ""
+        close = difflib.get_close_matches(unknown[0], list(fields), n=1)
+        hint = f"did you mean {prefix}{close[0]}? " if close else ""
         raise ConfigError(
-            f"unknown config key {prefix}{unknown[0]}; valid keys: "
+            f"unknown config key {prefix}{unknown[0]}; {hint}valid keys: "
             + ", ".join(prefix + k for k in fields)
         )
     kwargs = {}
@@ -166,14 +191,19 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             return value.lower() in ("true", "yes", "1", "on")
         raise ConfigError(f"{key} must be true or false; got {value!r}")
     if tp in (int, float):
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} must be a number; got {value!r}")
-        try:
-            number = tp(value) if not isinstance(value, str) else tp(float(value)) if tp is float else int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key} must be {'an integer' if tp is int else 'a number'}; got {value!r}") from None
+        kind = "an integer" if tp is int else "a number"
+        if isinstance(value, bool) or isinstance(value, (dict, list)):
+            raise ConfigError(f"{key} must be {kind}; got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number; got {value!r}")
         if tp is int and isinstance(value, float) and value != int(value):
             raise ConfigError(f"{key} must be an integer; got {value!r}")
+        try:
+            number = tp(value) if not isinstance(value, str) else tp(float(value)) if tp is float else int(value)
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"{key} must be {kind}; got {value!r}") from None
+        if tp is float and not math.isfinite(number):
+            raise ConfigError(f"{key} must be a finite number; got {value!r}")
         return number
     if tp is str:
         if isinstance(value, (dict, list)):
@@ -183,39 +213,124 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key} must be a mapping; got {value!r}")
         return dict(value)
+    if tp is list or origin is list or tp is tuple or origin is tuple:
+        # one value where a list is expected is a list of one (--optimize.ratios 0.5, --optimize.criteria apoz);
+        # "0.5,0.75" is two
+        if isinstance(value, str) and "," in value:
+            value = [_scalar(v.strip()) for v in value.split(",") if v.strip()]
+        elif isinstance(value, tuple):
+            value = list(value)
+        elif not isinstance(value, list):
+            value = [value]
+        args = typing.get_args(tp)
+        if args and args[0] is not Ellipsis:
+            value = [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(value) if (tp is tuple or origin is tuple) else value
     return value
 
 
-def load_yaml(path: str | Path) -> dict:
+def _scalar(text: str) -> Any:
+    """A YAML scalar (``0.5`` -> 0.5, ``apoz`` -> "apoz")."""
     import yaml
 
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (str, int, float, bool)) or value is None else text
+
+
+def load_yaml(path: str | Path, flag: str = "-c") -> dict:
+    """A YAML config file as a dict; ``flag`` is what the user passed it with (for the message)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; check the path given to -c")
+        raise ConfigError(f"config file {path} does not exist; check the path given to {flag}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text (UTF-8) YAML file; check the path given to {flag}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}; check the path given to {flag}") from None
+    data = parse_yaml(text, str(path))
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping at the top level")
+        raise ConfigError(f"{path} must hold a mapping (key: value lines) at the top level")
     return data
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load`` that refuses alias bombs (anchors that expand past ``MAX_YAML_NODES``
+    values) before building anything, and reports a syntax error on one line."""
+    import yaml
+
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            size = _expanded_size(node, {})
+            if size > MAX_YAML_NODES:
+                raise ConfigError(f"{where} expands to {size:,} values through YAML aliases (at most "
+                                  f"{MAX_YAML_NODES:,}); write the values out instead of nesting anchors")
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where} is not valid YAML: {_yaml_message(exc)}") from None
+    except (RecursionError, ValueError, TypeError, OverflowError) as exc:
+        raise ConfigError(f"{where} is not valid YAML: {type(exc).__name__}") from None
+
+
+def _expanded_size(node: Any, memo: dict) -> int:
+    """Values ``node`` stands for once every alias is expanded (memoized: the graph is a DAG)."""
+    import yaml
+
+    key = id(node)
+    if key in memo:
+        if memo[key] < 0:
+            raise ConfigError("a YAML alias refers to the node that contains it; remove the cycle")
+        return memo[key]
+    memo[key] = -1
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(n, memo) for n in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    else:
+        size = 1
+    memo[key] = min(size, 10 * MAX_YAML_NODES)
+    return memo[key]
+
+
+def _yaml_message(exc: Exception) -> str:
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def apply_overrides(data: dict, overrides: list[tuple[str, str]]) -> dict:
     """Set dotted keys (``train.epochs``) in a nested dict; values are YAML scalars."""
-    import yaml
-
     data = _deepcopy(data)
     for dotted, raw in overrides:
         parts = dotted.split(".")
+        if not all(parts):
+            raise ConfigError(f"--{dotted} is not a config key; keys look like --train.epochs")
         node = data
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"cannot set {dotted}: {part} is not a section")
-        try:
-            value = yaml.safe_load(raw) if isinstance(raw, str) else raw
-        except yaml.YAMLError:
+        if isinstance(raw, str):
+            try:
+                value = parse_yaml(raw, f"--{dotted}")
+            except ConfigError as exc:
+                if "aliases" in str(exc) or "cycle" in str(exc):
+                    raise
+                value = raw  # not YAML: the text itself (a path with a colon, say)
+            if isinstance(value, (dict, list)) and not raw.lstrip().startswith(("{", "[")):
+                value = raw  # "csv:" or "a: b" is text; a mapping or list in a flag is written {..} / [..]
+        else:
             value = raw
         node[parts[-1]] = value
     return data
@@ -241,4 +356,6 @@ def _deepcopy(d: Any) -> Any:
 def dump_yaml(cfg: Any, path: str | Path) -> None:
     import yaml
 
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    from trimnet.files import atomic_write
+
+    atomic_write(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

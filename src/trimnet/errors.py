@@ -33,6 +33,10 @@ class ExportError(TrimnetError):
     """A model that cannot be exported, or whose export does not compute what PyTorch computes."""
 
 
+class DiskError(TrimnetError):
+    """A file that cannot be written: a full or read-only disk, no permission."""
+
+
 class DependencyError(TrimnetError):
     """An optional dependency that is not installed."""
 

@@ -20,6 +20,7 @@ import torch
 
 from trimnet.config import CONFIG_VERSION, DataConfig, ModelConfig, RunConfig, TrainConfig
 from trimnet.errors import TrimnetError
+from trimnet.models.checked import create_checked
 from trimnet.optimize.search import OptimizeConfig
 
 log = logging.getLogger("trimnet.run")
@@ -28,8 +29,8 @@ CATALOG_DEVICES = ["t4", "l4", "a100-80gb", "h100-sxm"]
 
 @dataclass
 class MeasureConfig:
-    devices: list = field(default_factory=lambda: list(CATALOG_DEVICES))  # catalog devices to estimate on
-    backends: list = field(default_factory=list)  # backends original and winner are timed on; empty: all installed
+    devices: list[str] = field(default_factory=lambda: list(CATALOG_DEVICES))  # catalog devices to estimate on
+    backends: list[str] = field(default_factory=list)  # backends original and winner are timed on; empty: all installed
 
 
 @dataclass
@@ -82,6 +83,9 @@ def run_pipeline(cfg: PipelineConfig, *, say: Callable[[str], None] | None = Non
     say = say or log.info
     out = Path(cfg.out or "runs/run")
     out.mkdir(parents=True, exist_ok=True)
+    from trimnet.config import dump_yaml
+
+    dump_yaml(cfg, out / "config.yaml")  # the resolved config: `trimnet run -c out/config.yaml` repeats this run
     stage = _Stages(say)
     started = time.perf_counter()
 
@@ -89,17 +93,17 @@ def run_pipeline(cfg: PipelineConfig, *, say: Callable[[str], None] | None = Non
         source = Path(cfg.train_from) if cfg.train_from else out / "original"
         if cfg.train_from or (source / "model.json").exists():
             say(f"    using the trained model in {source}")
-            art = load_artifact(source)
+            art = load_artifact(source, rebuild=True)
             from trimnet.train.evaluate import dataset_of
 
             data = dataset_of(art) if art.meta.get("data") else tn.load_dataset(config=cfg.data)
         else:
             data = tn.load_dataset(config=cfg.data)
             torch.manual_seed(cfg.train.seed)
-            model = tn.create_model(cfg.model.name, data.in_shape, data.num_classes, **cfg.model.options)
+            model = create_checked(cfg.model.name, data.in_shape, data.num_classes, **cfg.model.options)
             resume = (source / "checkpoints" / "last.pt").exists()
             tn.train(model, data, cfg.train, source, resume=resume, run_config=cfg.run_config())
-            art = load_artifact(source)
+            art = load_artifact(source, rebuild=True)
         model = art.model
     example = data.x_test[:1].float()
 
@@ -119,6 +123,18 @@ def run_pipeline(cfg: PipelineConfig, *, say: Callable[[str], None] | None = Non
         say(f"    winner written to {best_dir}")
 
     with stage("benchmark"):
+        from trimnet.optimize.final import confirm
+
+        # "never slower than the input", checked again: the winner as it ships against the original,
+        # side by side on the target; if it loses here, the original is what the run hands back
+        check = confirm(result, seconds=max(1.0, 4 * cfg.optimize.bench_time_s))
+        if check["kept_original"]:
+            say(f"    the winner was slower than the original when timed again ({check['winner_ms']:.4f} against "
+                f"{check['original_ms']:.4f} ms): the original is kept")
+            _save_winner(result, art, best_dir)
+        elif check["rounds"]:
+            say(f"    confirmed side by side: {check['winner_ms']:.4f} ms against {check['original_ms']:.4f} ms for "
+                f"the original on {cfg.optimize.target_backend}" + (" (machine busy)" if check["busy"] else ""))
         backends_table, target_rows = _benchmark(model, result, data, cfg)
 
     summary = _summary(cfg, art, prof, result, hardware, hardware_note, train_time, backends_table, target_rows,
@@ -168,8 +184,8 @@ def _hardware(prof, train_prof, data, cfg: PipelineConfig) -> tuple[list[dict], 
     samples = len(data.y_train)
     for t in train_time(train_prof, samples=samples, epochs=cfg.train.epochs, devices=cfg.measure.devices):
         times.append({"device": t.device_name, "flops": t.total_flops, "seconds": t.seconds, "human": _human(t.seconds)})
-    note = ("Roofline estimates from the profiler's per-layer FLOPs and bytes; catalog devices at their assumed "
-            f"utilization (see docs/hardware.md). Training: {cfg.train.epochs} epochs of {samples} samples. "
+    note = ("Roofline estimates from the profiler's per-layer FLOPs and bytes; catalog devices by efficiency curves "
+            f"fitted to published measurements (see docs/hardware.md). Training: {cfg.train.epochs} epochs of {samples} samples. "
             + " ".join(notes))
     return rows, times, note
 
@@ -184,19 +200,14 @@ def _human(seconds: float) -> str:
 def _save_winner(result, art, best_dir: Path) -> None:
     from trimnet.artifact import save_artifact
 
-    meta_extra = {k: art.meta[k] for k in ("data", "kind") if k in art.meta}
-    if result.quantized is not None:
-        result.quantized.save(best_dir)
-        return
-    save_artifact(result.model, best_dir, in_shape=art.in_shape, class_names=art.class_names,
-                  normalization=art.normalization, extra={**meta_extra, "optimized": result.best.to_dict()},
-                  metrics={"test_accuracy": result.test_accuracy})
-    try:
-        from trimnet.runtime import export
+    import shutil
 
-        export(result.model, best_dir / "model.onnx", torch.zeros((1, *art.in_shape)))
-    except TrimnetError as why:
-        log.warning("the winner was saved but not exported to ONNX: %s", why)
+    if best_dir.exists():  # a fallback replaces what was written before
+        shutil.rmtree(best_dir)
+    meta_extra = {k: art.meta[k] for k in ("data", "kind") if k in art.meta}
+    result.source = {**result.source, "in_shape": art.in_shape, "class_names": art.class_names,
+                     "normalization": art.normalization}
+    result.save(best_dir, extra=meta_extra)
 
 
 def _benchmark(model, result, data, cfg: PipelineConfig) -> tuple[list[dict], list[dict]]:
@@ -208,7 +219,7 @@ def _benchmark(model, result, data, cfg: PipelineConfig) -> tuple[list[dict], li
     # PyTorch first: another runtime's idle worker threads in this process can slow its OpenMP pool
     backends = cfg.measure.backends or sorted((b for b in list_backends() if not b.endswith("cuda")),
                                               key=lambda b: not b.startswith("torch"))
-    bench_cfg = BenchConfig(min_time_s=0.5, max_time_s=2.0, warmup_max_s=2.0)
+    bench_cfg = BenchConfig(min_time_s=0.5, max_time_s=2.0, warmup_max_s=2.0, threads=result.threads)
     batches = sorted({cfg.optimize.batch, cfg.optimize.throughput_batch})
     x = data.x_test[:max(batches)].float()
     if len(x) < max(batches):
@@ -218,7 +229,8 @@ def _benchmark(model, result, data, cfg: PipelineConfig) -> tuple[list[dict], li
     def add(label: str, r) -> None:
         if r.status == "ok":
             rows.append({"backend": r.backend, "model": label, "batch": r.batch, "p50_ms": r.latency_ms["p50"],
-                         "p90_ms": r.latency_ms["p90"], "p99_ms": r.latency_ms["p99"], "throughput": r.throughput})
+                         "p90_ms": r.latency_ms["p90"], "p99_ms": r.latency_ms["p99"], "throughput": r.throughput,
+                         "flagged": r.flagged, "interference": r.interference})
 
     for label, m in (("original", model), ("winner (fp32 module)", result.model)):
         for r in tn.benchmark(m, x, backends=backends, batch_sizes=batches, config=bench_cfg).results:
@@ -226,9 +238,10 @@ def _benchmark(model, result, data, cfg: PipelineConfig) -> tuple[list[dict], li
     if result.quantized is not None:  # the winner as it ships: its lower-precision model on its backend
         from trimnet.bench.harness import BackendSpec, measure_runner
 
-        with result.quantized.runner() as runner:
+        with result.quantized.runner(result.threads) as runner:
             for batch in batches:
-                add("winner", measure_runner(runner, x[:batch].numpy(), bench_cfg, BackendSpec.parse(result.best.backend)))
+                add("winner", measure_runner(runner, x[:batch].numpy(), bench_cfg, BackendSpec.parse(result.best.backend),
+                                             result.threads))
     else:
         rows += [{**r, "model": "winner"} for r in rows
                  if r["model"] == "winner (fp32 module)" and r["backend"] == result.best.backend]
@@ -249,71 +262,130 @@ def _summary(cfg, art, prof, result, hardware, hardware_note, train_time, backen
     import platform
 
     from trimnet import __version__
+    from trimnet.bench.env import load_average
     from trimnet.profile import profile
 
     best, orig = result.best, result.original
     winner_prof = profile(result.model, torch.zeros((1, *art.in_shape)))
     # pair the MAC-carrying layers in order: fusion renumbers modules (a folded BatchNorm goes)
-    orig_layers = [(f"{layer.name} {layer.type}", layer.macs) for layer in prof.layers if layer.macs]
+    from trimnet.report.architecture import layers_with_widths
+
+    arch_before, arch_after = layers_with_widths(model), layers_with_widths(result.model)
+    labels = {row["name"]: row["label"] for row in arch_before}
+    orig_layers = [(labels.get(layer.name, f"{layer.name} {layer.type}"), layer.macs) for layer in prof.layers
+                   if layer.macs]
     new_macs = [layer.macs for layer in winner_prof.layers if layer.macs]
     new_macs += [0] * (len(orig_layers) - len(new_macs))
 
     def at(backend: str, model: str, batch: int, key: str):
         for r in backends_table:
             if r["backend"] == backend and r["model"] == model and r["batch"] == batch:
-                return r[key]
+                return r.get(key)
         return None
 
-    def figures(backend: str, model: str, fallback=None) -> dict:
-        """Latency p50/p99 at the target batch and throughput at the throughput batch, all from the
-        benchmark stage (measured side by side); the search's own figure where the stage has none."""
+    def figures(backend: str, model: str, paired_ms=None) -> dict:
+        """Latency p50/p99 at the target batch and throughput at the throughput batch from the benchmark
+        stage; ``paired_ms``: the p50 of the side-by-side check of winner and original, where there is one."""
         p50 = at(backend, model, b, "p50_ms")
-        return {"p50_ms": p50 if p50 is not None else getattr(fallback, "latency_ms", None),
-                "p99_ms": at(backend, model, b, "p99_ms") if p50 is not None else getattr(fallback, "p99_ms", None),
-                "throughput": at(backend, model, tb, "throughput")}
+        flagged = bool(at(backend, model, b, "flagged") or at(backend, model, tb, "flagged"))
+        if paired_ms is not None:
+            p50, flagged = paired_ms, flagged or bool(check.get("busy"))
+        return {"p50_ms": p50, "p99_ms": at(backend, model, b, "p99_ms"),
+                "throughput": at(backend, model, tb, "throughput"), "flagged": flagged}
 
     tgt, b, tb = cfg.optimize.target_backend, cfg.optimize.batch, cfg.optimize.throughput_batch
+    check = result.confirmation or {}
+    paired = bool(check.get("rounds"))
     model_file = "model.onnx" if (out / "best" / "model.onnx").exists() else "model.safetensors"
     original_size = _file_size(art.path / "model.safetensors")
     rows = [
         {"name": "original (fp32, PyTorch eager)", "test_accuracy": result.original_test_accuracy, "macs": prof.macs,
          "params": prof.params, "size_bytes": original_size, **figures("torch", "original")},
-        {"name": f"original on {tgt} (fp32)", "test_accuracy": result.original_test_accuracy, "macs": prof.macs,
-         "params": prof.params, "size_bytes": original_size, **figures(tgt, "original", orig)},
+        {"name": f"original on {tgt} (fp32)", "baseline": True, "test_accuracy": result.original_test_accuracy,
+         "macs": prof.macs, "params": prof.params, "size_bytes": original_size,
+         **figures(tgt, "original", check.get("original_ms") if paired else None)},
         {"name": f"winner: {best.description}", "winner": True, "test_accuracy": result.test_accuracy,
          "macs": best.macs, "params": best.params, "size_bytes": _file_size(out / "best" / model_file),
-         **figures(best.backend, "winner", best)},
+         **(figures(best.backend, "winner", check.get("winner_ms") if paired else None) if not best.original
+            else figures(tgt, "original"))},  # the original kept: the same model, the same figures
     ]
-    # speedups are against what a user starts from: the model in PyTorch eager
-    eager_ms, eager_tput = rows[0]["p50_ms"], rows[0]["throughput"]
+    # one baseline for every ratio: the original on the target runtime, the model the search started from
+    base_ms, base_tput = rows[1]["p50_ms"], rows[1]["throughput"]
     for row in rows:
-        row["speedup"] = eager_ms / row["p50_ms"] if eager_ms and row["p50_ms"] else None
-        row["throughput_speedup"] = row["throughput"] / eager_tput if eager_tput and row["throughput"] else None
+        row["speedup"] = base_ms / row["p50_ms"] if base_ms and row["p50_ms"] else None
+        row["throughput_speedup"] = row["throughput"] / base_tput if base_tput and row["throughput"] else None
+    flagged = [r["name"] for r in rows if r["flagged"]]
+    interference = {
+        "flagged": bool(flagged) or result.flagged, "rows": flagged, "threads": result.threads,
+        "confirmation": check, "load_average": load_average(),
+        "candidates_flagged": sum(1 for c in result.candidates if c.flagged),
+    }
     firing = _firing(result, model, data)
     return {
         "title": f"{art.meta.get('arch', 'model')} on {art.meta.get('data', {}).get('source', cfg.data.source)}",
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "versions": {"trimnet": __version__, "torch": torch.__version__},
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-        "threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()}, {result.threads} threads",
+        "threads": result.threads,
         "target": {"backend": tgt, "batch": b, "throughput_batch": tb},
         "budget": cfg.optimize.max_accuracy_drop,
         "original": {"test_accuracy": result.original_test_accuracy, "macs": prof.macs, "params": prof.params,
-                     "size_bytes": rows[0]["size_bytes"], "latency_ms": orig.latency_ms},
+                     "size_bytes": rows[0]["size_bytes"], "latency_ms": rows[1]["p50_ms"]},
         "winner": {"description": best.description, "test_accuracy": result.test_accuracy, "macs": best.macs,
-                   "params": best.params, "size_bytes": rows[2]["size_bytes"], "latency_ms": best.latency_ms,
-                   "speedup": result.speedup, "original": best.original},
+                   "params": best.params, "size_bytes": rows[2]["size_bytes"], "latency_ms": rows[2]["p50_ms"],
+                   "speedup": rows[2]["speedup"], "original": best.original, "flagged": rows[2]["flagged"]},
+        "baseline": rows[1]["name"],
+        "baseline_note": (f"x: against the original on {tgt} (fp32); latency at batch {b}, throughput at batch {tb}"
+                          + (", original and winner timed side by side" if paired else "")),
+        "interference": interference,
         "summary_rows": rows,
         "candidates": [c.to_dict() for c in result.candidates],
         "layers": [{"name": n, "macs_original": m, "macs_optimized": new}
                    for (n, m), new in zip(orig_layers, new_macs)],
         "activation": firing,
+        "architecture": {"original": arch_before, "winner": arch_after,
+                         "in_shape": list(art.in_shape), "classes": len(art.class_names or []) or None},
+        "layer_latency": _layer_latency(model, result, art, tgt),
+        "training": _training_curves(art.path),
         "backends": backends_table,
         "hardware": hardware, "hardware_note": hardware_note, "train_time": train_time,
         "stages": stages,
-        "commands": [f"trimnet run -c config.yaml --out {out}", f"trimnet eval {out / 'best'}",
+        "commands": [f"trimnet run -c {out / 'config.yaml'}", f"trimnet eval {out / 'best'}",
                      f"trimnet bench {out / 'best'} --batch {b},{tb}", f"trimnet report {out}"],
     }
+
+
+def _layer_latency(model, result, art, backend: str) -> dict:
+    """Per-layer kernel time of original and winner on onnxruntime (its profiler), when that is the target."""
+    if backend != "onnxruntime":
+        return {"backend": backend, "note": f"per-layer times come from onnxruntime's profiler; the target is {backend}"}
+    from trimnet.bench.layers import layer_latency
+    from trimnet.report.architecture import group_latency
+
+    example = torch.zeros((1, *art.in_shape))
+    try:
+        before = group_latency(model, layer_latency(model, example, threads=result.threads or 1))
+        after = group_latency(result.model, layer_latency(result.model, example, threads=result.threads or 1))
+    except TrimnetError as why:
+        return {"backend": backend, "note": str(why)}
+    return {"backend": backend, "original": before, "winner": after,
+            "note": "fp32 module of the winner" if result.quantized is not None else ""}
+
+
+def _training_curves(run: Path) -> list[dict]:
+    """The original's per-epoch metrics (metrics.jsonl), for the report's training curves."""
+    import json
+
+    path = Path(run) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short by an interruption
+    return rows
 
 
 def _firing(result, model, data) -> dict:
@@ -372,10 +444,29 @@ def summary_table(summary: dict) -> list[list[Any]]:
     def ms(v):
         return None if v is None else float(f"{v:.3g}")
 
+    def busy(v, r):
+        return v if v is None or not r.get("flagged") else f"{v}*"
+
     return [[r["name"], pct(r["test_accuracy"]), r["macs"], r["params"],
-             None if r["size_bytes"] is None else f"{r['size_bytes'] / 1024:,.0f} KiB", ms(r["p50_ms"]),
+             None if r["size_bytes"] is None else f"{r['size_bytes'] / 1024:,.0f} KiB", busy(ms(r["p50_ms"]), r),
              ms(r["p99_ms"]), None if r["throughput"] is None else round(r["throughput"]), times(r["speedup"]),
              times(r.get("throughput_speedup"))] for r in summary["summary_rows"]]
+
+
+def summary_notes(summary: dict) -> list[str]:
+    """The lines under the printed summary: the baseline, and a warning where figures were taken busy."""
+    notes = [summary.get("baseline_note") or "x: against the original"]
+    info = summary.get("interference") or {}
+    load = info.get("load_average")
+    if info.get("rows"):
+        notes.append("* taken while other work competed for the cores (load "
+                     f"{load[0] if load else '?'}, {info.get('threads')} threads): these figures are inflated and "
+                     "noisy; run again on a quiet machine to compare with others")
+    elif info.get("flagged"):
+        notes.append(f"note: {info.get('candidates_flagged', 0)} of the search's timings were taken while other work "
+                     f"competed for the cores (load {load[0] if load else '?'}); the choice rests on side-by-side "
+                     "rounds, which the load hits alike")
+    return notes
 
 
 SUMMARY_HEADERS = ["model", "test acc", "MACs", "params", "size", "p50 ms", "p99 ms", "samples/s", "x latency",

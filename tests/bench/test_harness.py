@@ -18,7 +18,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "bench.md"
 TOP_KEYS = {"schema_version", "kind", "model", "config", "environment", "results"}
 RESULT_KEYS = {"backend", "backend_name", "options", "batch", "status", "reason", "precision", "latency_ms",
                "iterations", "measured_s", "throughput_samples_per_s", "achieved_flops", "first_run_ms", "warmup",
-               "memory", "parity", "runner"}
+               "memory", "parity", "runner", "interference"}
 LATENCY_KEYS = {"p50", "p90", "p99", "min", "mean", "max", "std"}
 
 

@@ -35,7 +35,8 @@ def test_estimate_catalog_device(capsys):
     e = ests[0]
     assert {"latency_ms", "throughput", "utilization", "bound", "memory", "assumptions", "error", "layers",
             "time_split_s", "achieved_flops", "peak_flops"} <= set(e)
-    assert e["assumptions"]["compute_utilization"] == 0.5 and e["precision"] == "fp16"
+    assert e["assumptions"]["source"] == "fitted" and 0 < e["assumptions"]["efficiency"] <= 1 and e["precision"] == "fp16"
+    assert e["error"]["against"] == "published" and e["error"]["status"] == "measured"
     assert {layer["bound"] for layer in e["layers"]} <= {"compute", "memory", "fused", "none"}
     assert ests[1]["throughput"] > ests[0]["throughput"]
 
@@ -44,7 +45,7 @@ def test_estimate_table_and_local(capsys, fake_calibration, tmp_path):
     assert main(["hardware", "estimate", "--model", "mlp", "--input-shape", "1x64", "--num-classes", "3",
                  "--device", "l4", "--layers"]) == 0
     text = capsys.readouterr().out
-    assert "latency ms" in text and "assumed utilization" in text and "predictor error" in text and "Linear" in text
+    assert "latency ms" in text and "fitted efficiency" in text and "error against" in text and "Linear" in text
     save_calibration(fake_calibration)  # into $TRIMNET_CACHE (a temporary folder)
     out = _json(capsys, ["estimate", "--model", "mlp", "--input-shape", "1x64", "--num-classes", "3",
                          "--batch", "1,8", "--backend", "onnxruntime"])

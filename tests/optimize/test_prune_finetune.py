@@ -75,9 +75,9 @@ def test_iterative_pruning_shares_out_the_epochs_and_reaches_the_ratio(trained, 
     epochs = []
     real = api.finetune
 
-    def spy(model, data, config, teacher, n):
+    def spy(model, data, config, teacher, n, **kw):
         epochs.append(n)
-        return real(model, data, config, teacher, n)
+        return real(model, data, config, teacher, n, **kw)
 
     monkeypatch.setattr(api, "finetune", spy)
     res = prune(trained, small_digits, PruneConfig(criterion="taylor", ratio=0.5, steps=3, round_to=4,

@@ -3,7 +3,8 @@ import torch
 
 import trimnet as tn
 from trimnet.errors import ConfigError
-from trimnet.optimize.search import Candidate, OptimizeConfig, _mark, optimize
+from trimnet.optimize.final import mark as _mark
+from trimnet.optimize.search import Candidate, OptimizeConfig, optimize
 from trimnet.report.plots import pareto_front
 
 

@@ -63,20 +63,23 @@ class ServerProcess:
 
     def __init__(self, *args: str, env: dict | None = None, timeout: float = 90.0):
         # `trimnet serve`, one model thread (the suite's machines have two cores), any free port
-        self.proc = subprocess.Popen([sys.executable, "-m", "trimnet", "serve", *args, "--port", "0", "--threads", "1"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "trimnet", "serve", *args, "--port", "0", "--grpc-port", "0",
+                                      "--threads", "1"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         self.log: list[str] = []
-        self.url = None
+        self.url = self.grpc = None
         deadline = time.monotonic() + timeout
-        while self.url is None and time.monotonic() < deadline:
+        while (self.url is None or self.grpc is None) and time.monotonic() < deadline:
             line = self.proc.stderr.readline()
             if not line:
                 break
             self.log.append(line)
             found = re.search(r"listening on (http://\S+)", line)
-            self.url = found.group(1) if found else None
-        if self.url is None:
+            self.url = found.group(1) if found else self.url
+            found = re.search(r"gRPC listening on (\S+)", line)
+            self.grpc = found.group(1) if found else self.grpc  # host:port, as tritonclient.grpc takes it
+        if self.url is None or self.grpc is None:
             self.stop()
             raise RuntimeError("server did not start:\n" + "".join(self.log))
         self._reader = threading.Thread(target=lambda: self.log.extend(self.proc.stderr), daemon=True)
@@ -135,3 +138,11 @@ def h():
     import types
 
     return types.SimpleNamespace(infer_body=infer_body, outputs=outputs, get=get)
+
+
+@pytest.fixture(scope="module")
+def live_server(run_dir):
+    """``trimnet serve`` on the digits CNN (HTTP and gRPC on free loopback ports), shared by a test module."""
+    srv = ServerProcess(str(run_dir), "--max-batch", "16", "--max-delay-ms", "1")
+    yield srv
+    srv.stop()

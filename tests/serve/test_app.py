@@ -122,7 +122,7 @@ def test_body_limit_413_by_header_and_by_stream(served, raw_digits, h):
             for _ in range(10):
                 yield b" " * 500
 
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=create_app([served], config))  # the first one has shut down
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as ac:
             return await ac.post(INFER, content=stream())
 

@@ -160,3 +160,45 @@ def test_fuzz_every_documented_route(client):
 
     one()
     assert seen["requests"] >= 200
+
+
+@st.composite
+def binary_requests(draw):
+    """A JSON header plus binary tensor bytes (the binary extension), with sizes and lengths right or wrong."""
+    batch = draw(st.sampled_from([1, 2, 9]))
+    raw = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).uniform(0, 16, batch * 64).astype("<f4").tobytes()
+    raw = draw(st.sampled_from([raw, raw[:-1], raw + b"\0", b""]) | st.binary(max_size=300))
+    datatype = draw(st.sampled_from(["FP32", "FP32", "FP16", "UINT8", "BYTES", "BOOL"]))
+    size = draw(st.sampled_from([len(raw), len(raw) + 1, -1, 0]) | json_leaf)
+    tensor = {"name": "input", "shape": [batch, 1, 8, 8], "datatype": datatype, "parameters": {"binary_data_size": size}}
+    body = {"inputs": [tensor], "parameters": {"binary_data_output": draw(st.booleans() | json_leaf)}}
+    if draw(st.booleans()):
+        body["outputs"] = [{"name": draw(st.sampled_from(list(OUTPUTS))), "parameters": draw(st.fixed_dictionaries(
+            {}, optional={"binary_data": st.booleans() | json_leaf, "classification": st.integers(-1, 12) | json_leaf}))}]
+    head = json.dumps(body).encode()
+    length = draw(st.sampled_from([str(len(head)), str(len(head) + 3), "0", "-5", "abc", str(10**30)]))
+    return head + raw, length
+
+
+def test_fuzz_binary_bodies(client):
+    seen = {"ok": 0, "statuses": set()}
+
+    @settings(max_examples=150, **SETTINGS)
+    @given(request=binary_requests())
+    def one(request):
+        body, length = request
+        r = client.request("POST", "/v2/models/digits-cnn/infer", content=body,
+                           headers={"Inference-Header-Content-Length": length})
+        assert r.status_code < 500 or r.status_code == 503, r.text
+        seen["statuses"].add(r.status_code)
+        if r.status_code == 200:
+            seen["ok"] += 1
+            n = int(r.headers.get("inference-header-content-length", len(r.content)))
+            head = json.loads(r.content[:n])
+            sizes = [o.get("parameters", {}).get("binary_data_size", 0) for o in head["outputs"]]
+            assert sum(sizes) == len(r.content) - n  # the binary outputs are exactly the bytes that follow
+        else:
+            assert isinstance(r.json()["error"], str)
+
+    one()
+    assert seen["ok"] >= 5 and 400 in seen["statuses"]

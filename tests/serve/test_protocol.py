@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from trimnet.serve.protocol import OUTPUTS, InferRequest, RequestError, infer_response, model_metadata, parse_infer
+from trimnet.serve.protocol import OUTPUTS, InferRequest, InputSpec, OutputRequest, RequestError, model_metadata, outputs
+from trimnet.serve.rest import encode_response, parse_infer
 
 SHAPE = (1, 8, 8)
 
@@ -15,14 +16,20 @@ def body(data=None, shape=(1, 1, 8, 8), datatype="FP32", name="input", **extra) 
 
 
 def parse(raw: bytes, **kw):
-    return parse_infer(raw, SHAPE, 10, **kw)
+    return parse_infer(raw, InputSpec(SHAPE, 10), **kw)
+
+
+def infer_response(name, req, probabilities, class_names) -> dict:
+    data, header_length = encode_response(name, "1", req, outputs(req, probabilities, class_names))
+    assert header_length is None  # JSON only
+    return json.loads(data)
 
 
 def test_a_valid_request_becomes_a_float32_batch():
     req = parse(body(list(range(128)), shape=(2, 1, 8, 8), id="abc"))
     assert req.x.shape == (2, 1, 8, 8) and req.x.dtype == np.float32
     assert req.x[1, 0, 0, 0] == 64 and req.id == "abc"
-    assert req.outputs == tuple(OUTPUTS) and req.top_k == 1 and req.normalize is True
+    assert [o.name for o in req.outputs] == list(OUTPUTS) and req.top_k == 1 and req.normalize is True
 
 
 def test_nested_data_fp64_and_parameters_are_accepted():
@@ -30,7 +37,8 @@ def test_nested_data_fp64_and_parameters_are_accepted():
     req = parse(body(nested, datatype="FP64", parameters={"top_k": 3, "normalize": False},
                      outputs=[{"name": "labels"}, {"name": "probabilities"}]))
     assert req.x.shape == (1, 1, 8, 8) and req.x[0, 0, 7, 7] == 63
-    assert req.top_k == 3 and req.normalize is False and req.outputs == ("labels", "probabilities")
+    assert req.top_k == 3 and req.normalize is False
+    assert req.outputs == (OutputRequest("labels"), OutputRequest("probabilities"))
 
 
 def test_server_defaults_apply_when_the_request_is_silent():
@@ -49,7 +57,7 @@ def test_server_defaults_apply_when_the_request_is_silent():
     (b'{"inputs": [1]}', "inputs[0] must be an object"),
     (b'{"inputs": [{"name": "input"}]}', "lacks 'shape', 'datatype', 'data'"),
     (body(name="x"), "unknown input 'x'; the model's input is named 'input'"),
-    (body(datatype="INT8"), "datatype 'INT8' is not supported"),
+    (body(datatype="BOOL"), "datatype 'BOOL' is not supported"),
     (body(datatype="FLOAT"), "'FLOAT' (not a v2 datatype)"),
     (body(datatype=["FP32"]), "is not supported"),
     (body([0.5] * 64, shape=(1, 64)), "shape [1, 64] does not match the model's [-1, 1, 8, 8]"),
@@ -102,12 +110,12 @@ def test_response_holds_probabilities_and_top_k_best_first():
 
 def test_ties_go_to_the_lower_index_like_argmax():
     p = np.full((1, 4), 0.25, dtype=np.float32)
-    out = infer_response("m", InferRequest(x=np.zeros((1, 1)), top_k=4, outputs=("labels",)), p, list("abcd"))
+    out = infer_response("m", InferRequest(x=np.zeros((1, 1)), top_k=4, outputs=(OutputRequest("labels"),)), p, list("abcd"))
     assert out["outputs"] == [{"name": "labels", "datatype": "INT64", "shape": [1, 4], "data": [0, 1, 2, 3]}]
 
 
 def test_metadata_describes_input_and_outputs():
-    meta = model_metadata("digits", SHAPE, [str(i) for i in range(10)], "trimnet_torch")
+    meta = model_metadata("digits", InputSpec(SHAPE, 10), [str(i) for i in range(10)], "trimnet_torch")
     assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 1, 8, 8]}]
     assert {o["name"]: o["datatype"] for o in meta["outputs"]} == {n: t for n, (t, _) in OUTPUTS.items()}
     assert meta["outputs"][0]["shape"] == [-1, 10] and meta["parameters"]["class_names"][3] == "3"

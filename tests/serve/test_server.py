@@ -97,6 +97,7 @@ def parse(*argv: str) -> argparse.Namespace:
     (["--name", "a", "--name", "b"], "2 --name for 1 run directories"),
     (["--name", "bad name/x"], "cannot go in a URL"),
     (["--backend", "tensorflow"], "unknown backend 'tensorflow'"),
+    (["--grpc-port", "70000"], "--grpc-port 70000 is out of range"),
 ])
 def test_bad_options_are_user_errors(run_dir, argv, message):
     args = parse(str(run_dir), *argv)
@@ -118,6 +119,7 @@ def test_importing_serve_modules_does_not_import_fastapi():
     import sys
 
     code = ("import sys, trimnet, trimnet.serve, trimnet.cli.serve, trimnet.serve.client; "
-            "print([m for m in ('fastapi', 'uvicorn', 'prometheus_client', 'starlette') if m in sys.modules])")
+            "print([m for m in ('fastapi', 'uvicorn', 'prometheus_client', 'starlette', 'grpc', 'google.protobuf') "
+            "if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -18,6 +18,7 @@ import torch
 
 from trimnet.bench.config import BenchConfig
 from trimnet.bench.env import describe_environment, load_average, pinned_threads
+from trimnet.bench.interference import auto_threads
 from trimnet.bench.harness import BackendSpec, check_batch_sizes, open_runner, shared_export, why_not_runnable
 from trimnet.bench.report import CompareResult, PairResult
 from trimnet.bench.source import resolve_source
@@ -50,7 +51,7 @@ def compare(
         if why is not None:
             raise BackendUnavailableError(f"cannot compare on {spec.label}: {why}")
     sizes = check_batch_sizes(batch_sizes, len(src_a.example))
-    threads = cfg.threads or torch.get_num_threads()
+    threads = cfg.threads or auto_threads()
     results = []
     environment = describe_environment(threads)
     with pinned_threads(threads), tempfile.TemporaryDirectory(prefix="trimnet-compare-") as tmp:

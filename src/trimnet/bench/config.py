@@ -18,10 +18,12 @@ class BenchConfig:
     by less than ``warmup_tolerance`` (relative), or at ``warmup_max_s`` / ``warmup_max_iters``
     (then the result says ``stable: false``). The measured loop runs until it has both
     ``min_iters`` runs and ``min_time_s`` seconds, and stops at ``max_iters`` or ``max_time_s``.
+    A loop whose repeats spread wider than ``max_spread`` ((p90 - p50) / p50) is timed again,
+    up to ``retimes`` times, and the steadiest attempt is kept; the result records it.
     """
 
     version: int = BENCH_CONFIG_VERSION
-    threads: int | None = None  # None: torch's current thread count; pinned for every backend
+    threads: int | None = None  # None: the cores other work leaves free (measured); pinned for every backend
     warmup_window: int = 5
     warmup_tolerance: float = 0.05
     warmup_max_s: float = 5.0
@@ -30,6 +32,8 @@ class BenchConfig:
     min_time_s: float = 1.0
     max_iters: int = 100_000
     max_time_s: float = 10.0
+    max_spread: float = 0.5
+    retimes: int = 2
     seed: int = 0
 
     def validate(self) -> "BenchConfig":
@@ -49,6 +53,8 @@ class BenchConfig:
         if self.min_time_s < 0 or self.max_time_s <= 0 or self.max_time_s < self.min_time_s:
             raise ConfigError(f"bench needs 0 <= min_time_s <= max_time_s and max_time_s > 0; "
                               f"got {self.min_time_s} and {self.max_time_s}")
+        if self.max_spread <= 0 or self.retimes < 0:
+            raise ConfigError(f"bench needs max_spread > 0 and retimes >= 0; got {self.max_spread} and {self.retimes}")
         return self
 
     def replace(self, **changes) -> "BenchConfig":

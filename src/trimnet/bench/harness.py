@@ -20,6 +20,7 @@ import torch
 
 from trimnet.bench.config import BenchConfig
 from trimnet.bench.env import describe_environment, load_average, pinned_threads
+from trimnet.bench.interference import Watch, auto_threads, spread
 from trimnet.bench.memory import PeakMemory
 from trimnet.bench.report import Measurement, BenchResult
 from trimnet.bench.source import Source, resolve_source
@@ -89,7 +90,7 @@ def benchmark(
         get_backend(spec.name)  # an unknown name fails here, before anything is measured
     source = resolve_source(model_or_path, example_inputs, seed=cfg.seed)
     sizes = check_batch_sizes(batch_sizes, len(source.example))
-    threads = cfg.threads or torch.get_num_threads()
+    threads = cfg.threads or auto_threads()
     results: list[Measurement] = []
     environment = describe_environment(threads)
     with pinned_threads(threads), tempfile.TemporaryDirectory(prefix="trimnet-bench-") as tmp:
@@ -116,7 +117,7 @@ def _measure_backend(source: Source, spec: BackendSpec, sizes: list[int], cfg: B
     try:
         for batch in sizes:
             log.debug("measuring %s at batch %d", spec.label, batch)
-            out.append(measure_runner(runner, source.inputs(batch), cfg, spec))
+            out.append(measure_runner(runner, source.inputs(batch), cfg, spec, threads))
     finally:
         runner.close()
     return out
@@ -135,21 +136,39 @@ def open_runner(source: Source, spec: BackendSpec, threads: int, exported: Path 
     return load_runner(spec.name, source.model, source.example, **options)
 
 
-def measure_runner(runner, x: np.ndarray, cfg: BenchConfig, spec: BackendSpec) -> Measurement:
-    """First call, warm-up and measured loop of one runner on one batch."""
+def measure_runner(runner, x: np.ndarray, cfg: BenchConfig, spec: BackendSpec, threads: int | None = None) -> Measurement:
+    """First call, warm-up and measured loop of one runner on one batch.
+
+    The loop is timed again (up to ``cfg.retimes`` times) while its repeats spread wider than
+    ``cfg.max_spread``; the steadiest attempt is kept. ``interference`` records the load, the
+    cores other processes used meanwhile, the spread and whether the figure was taken busy.
+    """
     batch = len(x)
     call, prepared = runner.call, runner.prepare(x)
-    device = runner.describe().get("device", "cpu")
+    info = runner.describe()
+    device = info.get("device", "cpu")
+    threads = threads or info.get("threads") or torch.get_num_threads()
+    attempts = []
     with PeakMemory(device=device) as memory:
         first_ns = timed(lambda: call(prepared))
         warm = warm_up(lambda: call(prepared), cfg)
-        stats = Stats.of(measure(lambda: call(prepared), cfg))
+        for _ in range(cfg.retimes + 1):
+            with Watch() as watch:
+                stats = Stats.of(measure(lambda: call(prepared), cfg))
+            attempts.append((spread(stats.p50, stats.p90), stats, watch))
+            if attempts[-1][0] <= cfg.max_spread:
+                break
+    width, stats, watch = min(attempts, key=lambda a: a[0])
+    interference = {**watch.to_dict(threads), "spread": round(width, 3), "steady": width <= cfg.max_spread,
+                    "retimed": len(attempts) - 1}
+    interference["flagged"] = interference["busy"] or not interference["steady"]
     return Measurement(
         backend=spec.label, name=spec.name, options=dict(spec.options), batch=batch, status="ok",
         latency_ms=stats.latency_ms(), iterations=stats.iterations, measured_s=stats.seconds,
         throughput=batch * stats.iterations / stats.seconds if stats.seconds > 0 else None,
         first_run_ms=first_ns / 1e6, warmup=warm.to_dict(), memory=memory.to_dict(),
-        precision=runner.precision, runner=runner.describe(), parity=_parity_summary(runner.parity),
+        precision=runner.precision, runner=info, parity=_parity_summary(runner.parity),
+        interference=interference,
     )
 
 

@@ -29,6 +29,7 @@ class Measurement:
     precision: str | None = None  # what the runtime reports it ran
     runner: dict | None = None
     parity: dict | None = None
+    interference: dict | None = None  # load, other processes' cores, spread, re-timings; "flagged": read with care
 
     @classmethod
     def skipped(cls, label: str, name: str, options: dict, batch: int, reason: str) -> "Measurement":
@@ -40,7 +41,12 @@ class Measurement:
                 "latency_ms": self.latency_ms, "iterations": self.iterations, "measured_s": self.measured_s,
                 "throughput_samples_per_s": self.throughput, "achieved_flops": self.achieved_flops,
                 "first_run_ms": self.first_run_ms, "warmup": self.warmup, "memory": self.memory,
-                "parity": self.parity, "runner": self.runner}
+                "parity": self.parity, "runner": self.runner, "interference": self.interference}
+
+    @property
+    def flagged(self) -> bool:
+        """Taken while other work competed for the cores, or its repeats spread too wide."""
+        return bool((self.interference or {}).get("flagged"))
 
     @property
     def p50(self) -> float | None:
@@ -75,7 +81,8 @@ class BenchResult:
                 continue
             lat = m.latency_ms or {}
             peak = (m.memory or {}).get("peak_rss_bytes")
-            note = "" if (m.warmup or {}).get("stable", True) else "warm-up did not settle"
+            note = "; ".join(n for n in ("" if (m.warmup or {}).get("stable", True) else "warm-up did not settle",
+                                         interference_note(m.interference)) if n)
             rows.append([m.backend, m.precision or "-", str(m.batch),
                          *(ms(lat[k]) for k in ("p50", "p90", "p99", "min")),
                          _num(m.throughput), _num(m.achieved_flops / 1e9) if m.achieved_flops else "-",
@@ -86,7 +93,13 @@ class BenchResult:
         env = self.environment
         title = (f"{self.model['name']} {tuple(self.model['input_shape'])}, {env['threads']} threads, "
                  f"{env['cpu']['name']}" + (f", {env['gpu']['name']}" if env.get("gpu") else ""))
-        return "\n".join([title, format_table(*self.rows()), *environment_notes(env)]).rstrip()
+        flagged = [m for m in self.results if m.flagged]
+        notes = environment_notes(env)
+        if flagged:
+            notes.append(f"note: {len(flagged)} of {len(self.results)} figures were taken while other work competed "
+                         "for the cores or varied too much between repeats (marked busy/unsteady); measure again on a "
+                         "quiet machine, or use --compare for A/B questions")
+        return "\n".join([title, format_table(*self.rows()), *notes]).rstrip()
 
     def markdown(self) -> str:
         return markdown_table(*self.rows())
@@ -140,6 +153,19 @@ def environment_notes(env: dict) -> list[str]:
     if env.get("torch_global_hooks"):
         notes.append("note: global nn.Module hooks are registered in this process; eager PyTorch calls pay for them")
     return notes
+
+
+def interference_note(info: dict | None) -> str:
+    """"busy: 1.8 other cores", "unsteady: p90 2.1x p50", or "" for a clean figure."""
+    if not info:
+        return ""
+    parts = []
+    if info.get("busy"):
+        others = info.get("others_cores")
+        parts.append(f"busy: {others:.1f} cores used by other work" if others is not None else "busy: load above cores")
+    if not info.get("steady", True):
+        parts.append(f"unsteady: p90 {1 + info.get('spread', 0):.1f}x p50 after {info.get('retimed', 0)} re-timings")
+    return "; ".join(parts)
 
 
 def _verdict(ratio: float) -> str:

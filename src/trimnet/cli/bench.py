@@ -22,14 +22,15 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(name, help="measure latency and throughput on inference backends",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", nargs="?", help="a run directory, or a .onnx / .xml file")
-    parser.add_argument("--model", help="a registered model name, randomly initialized (needs --input-shape)")
+    common.add_config_args(parser, _default_config, "bench.")
+    parser.add_argument("--model", help="a registered model name or path/file.py:function, randomly initialized (needs --input-shape)")
     parser.add_argument("--input-shape", help="input shape with the batch first, like 1x3x224x224")
     parser.add_argument("--num-classes", type=int, default=1000, help="classes for --model (default 1000)")
     parser.add_argument("--backends", help="comma-separated backends, each name[:key=value...] "
                                            "(default: torch,onnxruntime,openvino where installed)")
     parser.add_argument("--batch", help="comma-separated batch sizes, like 1,32,256 "
                                         "(default: the --input-shape batch, or 1)")
-    parser.add_argument("--threads", type=int, help="threads for every backend (default: torch's current count)")
+    parser.add_argument("--threads", type=int, help="threads for every backend (default: the cores other work leaves free, measured)")
     parser.add_argument("--min-time", type=float, help="seconds to measure each case at least (default 1)")
     parser.add_argument("--max-time", type=float, help="seconds to measure each case at most (default 10)")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"),
@@ -46,7 +47,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list_backends:
         return _list_backends(args)
+    if args.out:
+        common.check_out_file(args.out)
     cfg = _config(args)
+    if args.print_config:
+        common.print_config(cfg, "bench")
+        return 0
     batches = _batches(args)
     if args.compare:
         result = _compare(args, cfg, batches, compare)
@@ -109,18 +115,28 @@ def _example_from_shape(args: argparse.Namespace):
     return torch.randn(shape, generator=torch.Generator().manual_seed(0))
 
 
+def _default_config():
+    from trimnet.bench import BenchConfig
+
+    return BenchConfig()
+
+
 def _config(args: argparse.Namespace):
     from trimnet.bench import BenchConfig
-    from trimnet.config import apply_overrides, from_dict
+    from trimnet.config import apply_overrides, from_dict, load_yaml, merge
 
     flags = {"threads": args.threads, "min_time_s": args.min_time, "max_time_s": args.max_time}
-    data = {"bench": {k: v for k, v in flags.items() if v is not None}}
+    data: dict = {}
+    if args.config:
+        loaded = load_yaml(args.config)
+        data = dict(loaded.get("bench", {})) if isinstance(loaded.get("bench"), dict) else loaded
+    data = {"bench": merge(data, {k: v for k, v in flags.items() if v is not None})}
     data = apply_overrides(data, args.overrides)
     unknown = sorted(set(data) - {"bench"})
     if unknown:
         raise ConfigError(f"trimnet bench takes only bench.* overrides (got {unknown[0]}.*); see docs/bench.md")
     cfg = from_dict(BenchConfig, data["bench"], "bench")
-    if args.max_time is None and cfg.max_time_s < cfg.min_time_s:
+    if args.max_time is None and "max_time_s" not in data["bench"] and cfg.max_time_s < cfg.min_time_s:
         cfg = cfg.replace(max_time_s=cfg.min_time_s)
     return cfg.validate()
 

@@ -22,8 +22,17 @@ def add_parser(sub, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import trimnet as tn
 
+    from trimnet.errors import ConfigError
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1; got {args.batch_size}")
     artifact = tn.load_artifact(args.run_dir)
     data = tn.load_dataset(args.data) if args.data else None
+    if data is not None and (tuple(data.in_shape) != artifact.in_shape
+                             or len(data.class_names) != len(artifact.class_names)):
+        raise ConfigError(f"--data {args.data} has inputs {tuple(data.in_shape)} and {len(data.class_names)} classes "
+                          f"but the model takes {artifact.in_shape} and has {len(artifact.class_names)}; "
+                          "pass data shaped like the training data")
     ev = tn.evaluate(artifact, data, split=args.split, backend=args.backend, batch_size=args.batch_size)
     if args.json:
         print_json(ev.to_dict())

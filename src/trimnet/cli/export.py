@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     if args.overrides:
         keys = ", ".join(k for k, _ in args.overrides)
         raise ConfigError(f"trimnet export takes no config overrides (got {keys}); see trimnet export --help")
+    if args.out:
+        common.check_out_file(args.out) if common.Path(args.out).suffix else common.check_out(args.out)
     art = load_artifact(args.run_dir)
     dataset = None
     if args.data:

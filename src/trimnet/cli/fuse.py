@@ -54,8 +54,19 @@ def run(args: argparse.Namespace) -> int:
     from trimnet.artifact import write_json
     from trimnet.optimize.fuse import fuse
 
+    from trimnet.cli.common import check_out, new_run_dir
+
     art = tn.load_artifact(args.run_dir)
-    out = prepare_out(art.path, args.out, "fused", args.overwrite)
+    out = check_out(prepare_out(art.path, args.out, "fused", args.overwrite))
+    with new_run_dir(out):
+        return _fuse(args, art, out)
+
+
+def _fuse(args: argparse.Namespace, art, out: Path) -> int:
+    import trimnet as tn
+    from trimnet.artifact import write_json
+    from trimnet.optimize.fuse import fuse
+
     passes = [p.strip() for p in args.passes.split(",") if p.strip()] if args.passes else None
     data = None
     if not args.no_eval and art.meta.get("data"):

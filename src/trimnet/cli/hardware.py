@@ -51,7 +51,9 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     p.add_argument("--precision", help="fp32, tf32, fp16, bf16 or int8 (default: the model's, fp32)")
     p.add_argument("--backend", help="runtime on the local device: torch (default), torch-compile, onnxruntime, "
                                      "openvino, openvino:precision=bf16")
-    p.add_argument("--utilization", help="override a catalog device's compute[,memory] share of peak, e.g. 0.4,0.8")
+    p.add_argument("--utilization", help="override a catalog device's compute[,memory] share of peak, e.g. 0.4,0.8 "
+                                         "(uses the datasheet model instead of the fitted curves)")
+    _runtime_args(p)
     p.add_argument("--layers", action="store_true", help="print the per-layer roofline of each estimate")
     _catalog_arg(p)
     common.add_json_arg(p)
@@ -66,6 +68,7 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
                                     "when calibrated)")
     p.add_argument("--batches", help="comma-separated batch sizes to try (default 1,2,4,...,1024)")
     p.add_argument("--backend", help="runtime on the local device (default torch)")
+    _runtime_args(p)
     _catalog_arg(p)
     common.add_json_arg(p)
     p.set_defaults(func=run_recommend)
@@ -79,6 +82,8 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
                                              "shape is not given)")
     p.add_argument("--device", help="comma-separated devices (default: every catalog device with the precision)")
     p.add_argument("--precision", help="fp32, tf32, fp16, bf16 or int8 (default: the model's, fp32)")
+    p.add_argument("--gpus", type=int, default=1, help="data-parallel devices (adds a gradient all-reduce; default 1)")
+    p.add_argument("--accumulation", type=int, default=1, help="micro-batches per optimizer step (default 1)")
     _catalog_arg(p)
     common.add_json_arg(p)
     p.set_defaults(func=run_train_time)
@@ -90,6 +95,15 @@ def _missing_action(parser: argparse.ArgumentParser) -> int:
                       "(see trimnet hardware --help)")
 
 
+def _runtime_args(p: argparse.ArgumentParser) -> None:
+    from trimnet.hardware.runtimes import RUNTIMES
+
+    p.add_argument("--runtime", default="tensorrt", help=f"runtime on catalog devices: {' | '.join(RUNTIMES)} "
+                                                          "(default tensorrt)")
+    p.add_argument("--effective-seq", type=int, help="mean real tokens per sequence when the input shape is padded "
+                                                     "(packed or unpadded batches), e.g. 180 of 384")
+
+
 def _catalog_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--catalog", action="append", help="a YAML file of extra devices (repeatable; also "
                                                       "$TRIMNET_CATALOG)")
@@ -97,7 +111,7 @@ def _catalog_arg(p: argparse.ArgumentParser) -> None:
 
 def _model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("run_dir", nargs="?", help="a run directory (model.json + weights)")
-    p.add_argument("--model", help="a registered model name (see trimnet.list_models())")
+    p.add_argument("--model", help="a registered model name (see trimnet.list_models()) or path/file.py:function")
     p.add_argument("--input-shape", help="input shape with the batch first, like 1x3x224x224 (known zoo models "
                                          "default to their usual size)")
     p.add_argument("--num-classes", type=int, default=1000, help="classes for --model (default 1000)")
@@ -222,7 +236,7 @@ def run_list(args: argparse.Namespace) -> int:
         common.print_json({"devices": [d.to_dict() for d in catalog.values()],
                            "local": _local_summary(local) if local else None, "local_note": local_note})
         return 0
-    headers = ["device", "kind", *[f"{p} TFLOPS" for p in PRECISIONS], "memory GB", "GB/s", "TDP W", "util c/m"]
+    headers = ["device", "kind", *[f"{p} TFLOPS" for p in PRECISIONS], "memory GB", "GB/s", "TDP W", "datasheet util c/m"]
     rows = []
     for d in catalog.values():
         rows.append([d.key, d.kind, *[_tf(d.peak_flops.get(p)) for p in PRECISIONS],
@@ -300,17 +314,19 @@ def run_estimate(args: argparse.Namespace) -> int:
     devices = _names(args.device) or ["local"]
     util = _utilization(args.utilization)
     ests = [estimate(prof, d, args.precision, b, backend=args.backend if d.startswith("local") else None,
-                     catalog=catalog, utilization=None if d.startswith("local") else util)
+                     catalog=catalog, utilization=None if d.startswith("local") else util,
+                     **({} if d.startswith("local") else {"runtime": args.runtime, "effective_seq": args.effective_seq}))
             for d in devices for b in batches]
     if args.json:
         common.print_json({"model": prof.model, "flops_per_sample": prof.per_sample()["flops"],
                            "estimates": [e.to_dict() for e in ests]})
         return 0
-    headers = ["device", "backend", "precision", "batch", "latency ms", "samples/s", "GFLOP/s", "utilization",
-               "bound", "memory MB", "fits"]
-    rows = [[e.device, e.backend or "optimized", e.precision, e.batch, _ms(e.latency_s), f"{e.throughput:,.0f}",
+    headers = ["device", "runtime", "precision", "batch", "latency ms", "samples/s", "GFLOP/s", "utilization",
+               "bound", "memory MB", "fits", "± band"]
+    rows = [[e.device, e.backend or e.assumptions.get("runtime", "optimized"), e.precision, e.batch, _ms(e.latency_s), f"{e.throughput:,.0f}",
              f"{e.achieved_flops / 1e9:,.1f}", f"{100 * e.utilization:.1f} %", e.bound,
-             f"{e.memory['total_bytes'] / 2**20:,.1f}", {True: "yes", False: "NO", None: "?"}[e.memory["fits"]]]
+             f"{e.memory['total_bytes'] / 2**20:,.1f}", {True: "yes", False: "NO", None: "?"}[e.memory["fits"]],
+             f"{100 * e.error['band']:.0f} %" if isinstance(e.error.get("band"), float) else "-"]
             for e in ests]
     print(f"{prof.model}: {prof.per_sample()['flops'] / 1e9:.3f} GFLOPs per sample")
     print(common.format_table(headers, rows))
@@ -319,7 +335,8 @@ def run_estimate(args: argparse.Namespace) -> int:
             print(f"\n{e.device} batch {e.batch}:")
             print(_layer_table(e))
     _print_assumptions(ests)
-    print(describe_error(ests[0].error))
+    for line in dict.fromkeys(describe_error(e.error) for e in ests):
+        print(line)
     return 0
 
 
@@ -344,7 +361,14 @@ def _print_assumptions(ests) -> None:
         if key in seen:
             continue
         seen.add(key)
-        if a["source"] == "catalog":
+        if a["source"] == "fitted":
+            print(f"{e.device}: {e.precision} peak {a['peak_flops'] / 1e12:g} TFLOP/s x fitted efficiency "
+                  f"{a['efficiency']:.2f} ({a['efficiency_from']}) x GEMM fill m/(m+{a['half_m']:.0f}) "
+                  f"k/(k+{a['half_k']:.0f}) n/(n+{a['half_n']:.0f}); {a['runtime']}: "
+                  f"{a['call_overhead_s'] * 1e6:.0f} us per call, {a['overhead_per_layer_s'] * 1e6:.1f} us per layer "
+                  f"({a['runtime_overheads']})" + (f"; {100 * a['effective_token_share']:.0f} % of tokens real"
+                                                   if a["effective_token_share"] != 1 else ""))
+        elif a["source"] == "catalog":
             print(f"{e.device}: {e.precision} peak {a['peak_flops'] / 1e12:g} TFLOP/s x {a['compute_utilization']:g} "
                   f"assumed utilization, {a['bandwidth'] / 1e9:g} GB/s x {a['memory_utilization']:g}, "
                   f"{a['overhead_per_layer_s'] * 1e6:g} us per layer; {a['runtime']}")
@@ -370,7 +394,8 @@ def run_recommend(args: argparse.Namespace) -> int:
     prof, _, _ = _profile(args)
     kwargs = {"batches": _ints(args.batches, "--batches")} if args.batches else {}
     rec = recommend(prof, target_latency=latency, target_throughput=rate, precision=args.precision,
-                    devices=_names(args.device), catalog=catalog, backend=args.backend, **kwargs)
+                    devices=_names(args.device), catalog=catalog, backend=args.backend, runtime=args.runtime,
+                    effective_seq=args.effective_seq, **kwargs)
     if args.json:
         common.print_json({"model": prof.model, **rec.to_dict()})
         return 0
@@ -383,12 +408,14 @@ def run_recommend(args: argparse.Namespace) -> int:
                      f"{c.headroom:.3g}x" if c.headroom is not None else "-",
                      f"{mem['total_bytes'] / 2**30:.2f}" if mem else "-",
                      {True: "yes", False: "NO", None: "?"}[mem.get("fits")] if mem else "-",
+                     f"±{100 * c.band:.0f} %" if c.band else "-",
+                     f"{c.price_usd_hour:g}" if c.price_usd_hour else "-",
                      f"{c.tdp_w:g}" if c.tdp_w else "-", c.reason or ""])
     print(rec.message)
     print(common.format_table(["device", "meets", "batch", "latency ms", "samples/s", "headroom", "memory GiB",
-                               "fits", "TDP W", "why not"], rows))
-    print("Catalog devices: datasheet peak x assumed utilization (see `trimnet hardware list`), an optimized runtime.")
-    print(describe_error(rec.error))
+                               "fits", "band", "$/h", "TDP W", "why not"], rows))
+    print(f"Catalog devices: efficiency curves fitted to published measurements, runtime {args.runtime}; a target "
+          "counts as met only at the pessimistic edge of the band; ranked by price where given, else TDP.")
     return 0
 
 
@@ -409,7 +436,8 @@ def run_train_time(args: argparse.Namespace) -> int:
     elif total is None:
         raise ConfigError("give a model (--model NAME or a run directory) with --samples, or --total-flops like 2e19")
     rows = train_time(prof, samples=args.samples, epochs=args.epochs, total_flops=total,
-                      devices=_names(args.device), precision=args.precision, batch=batch, catalog=catalog)
+                      devices=_names(args.device), precision=args.precision, batch=batch, catalog=catalog,
+                      gpus=args.gpus, accumulation=args.accumulation)
     if args.json:
         common.print_json({"model": prof.model if prof else None, "samples": args.samples, "epochs": args.epochs,
                            "batch": batch, "results": [r.to_dict() for r in rows]})
@@ -421,7 +449,16 @@ def run_train_time(args: argparse.Namespace) -> int:
     table = [[r.device, r.precision, f"{r.achievable_flops / 1e12:,.2f}", f"{100 * r.utilization:.0f} %",
               _duration(r.seconds), f"{r.energy_kwh:,.1f}" if r.energy_kwh is not None else "-", r.basis] for r in rows]
     print(common.format_table(["device", "precision", "TFLOP/s", "of peak", "time", "kWh at TDP", "assumes"], table))
-    print("Forward + backward FLOPs, optimizer step excluded; one device, no data-loading or communication time.")
+    if any(r.step_s for r in rows):
+        print("Fitted devices: forward + backward + optimizer step from curves fitted to published training figures"
+              + (f", {args.gpus} devices with a gradient all-reduce" if args.gpus > 1 else "") + "; no data loading.")
+        err = next((r.error for r in rows if r.error), None)
+        if err:
+            from trimnet.hardware import describe_error
+
+            print(describe_error(err))
+    else:
+        print("Forward + backward FLOPs, optimizer step excluded; one device, no data-loading or communication time.")
     return 0
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from trimnet.cli.common import add_json_arg, format_table, print_json
+from trimnet.cli.common import add_config_args, add_json_arg, format_table, print_config, print_json, section_config
 
 
 def add_parser(sub, name: str) -> None:
     p = sub.add_parser(name, help="find the fastest trimmed model within an accuracy budget",
                        description="Chooses by measured latency on the target backend and batch. "
                                    "Any OptimizeConfig field can be set with --optimize.FIELD VALUE.")
-    p.add_argument("run_dir", help="a trained run directory")
+    p.add_argument("run_dir", nargs="?", help="a trained run directory")
+    add_config_args(p, _default_config, "optimize.")
     p.add_argument("--max-accuracy-drop", type=float, help="absolute validation accuracy the result may lose (0.005)")
     p.add_argument("--target", help="backend latency is measured on (onnxruntime, openvino, torch, ...)")
     p.add_argument("--batch", type=int, help="batch size latency is measured at")
@@ -22,20 +23,29 @@ def add_parser(sub, name: str) -> None:
     p.set_defaults(func=run)
 
 
+def _default_config():
+    from trimnet.optimize.search import OptimizeConfig
+
+    return OptimizeConfig()
+
+
 def run(args: argparse.Namespace) -> int:
     import trimnet as tn
-    from trimnet.config import apply_overrides, from_dict, to_dict
+    from trimnet.errors import ConfigError
     from trimnet.optimize.search import OptimizeConfig, optimize
     from trimnet.pipeline import _save_winner
     from trimnet.train.evaluate import dataset_of
 
+    # --max-accuracy-drop is short for --optimize.max_accuracy_drop, and so on
     flags = {"max_accuracy_drop": args.max_accuracy_drop, "target_backend": args.target, "batch": args.batch,
              "time_budget_s": args.time_budget}
-    data = to_dict(OptimizeConfig())
-    data.update({k: v for k, v in flags.items() if v is not None})
-    overrides = [(k.split(".", 1)[1], v) for k, v in args.overrides if k.startswith("optimize.")]
-    cfg = from_dict(OptimizeConfig, apply_overrides(data, overrides)).validate()
-    art = tn.load_artifact(args.run_dir)
+    cfg = section_config(OptimizeConfig, "optimize", args.config, flags, args.overrides, "optimize")
+    if args.print_config:
+        print_config(cfg, "optimize")
+        return 0
+    if not args.run_dir:
+        raise ConfigError("pass the run directory to optimize, e.g. trimnet optimize runs/digits-cnn")
+    art = tn.load_artifact(args.run_dir, rebuild=True)
     out = Path(args.out or f"{str(args.run_dir).rstrip('/')}-optimized")
     result = optimize(art.model, dataset_of(art), cfg, out=out, progress=None if args.json else print)
     _save_winner(result, art, out / "best")

@@ -32,6 +32,10 @@ def run(args: argparse.Namespace) -> int:
     from trimnet.artifact import atomic_write
     from trimnet.data.inputs import read_inputs
 
+    if args.out:
+        from trimnet.cli.common import check_out_file
+
+        check_out_file(args.out)
     if args.url:
         preds, sources = _remote(args)
     else:

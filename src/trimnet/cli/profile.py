@@ -18,7 +18,7 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(name, help="count MACs, FLOPs, parameters and memory per layer",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", nargs="?", help="a run directory (model.json + weights) to profile")
-    parser.add_argument("--model", help="a registered model name (see trimnet.list_models())")
+    parser.add_argument("--model", help="a registered model name (see trimnet.list_models()) or path/file.py:function")
     parser.add_argument("--input-shape", help="input shape with the batch first, like 1x3x224x224")
     parser.add_argument("--num-classes", type=int, default=1000, help="classes for --model (default 1000)")
     parser.add_argument("--batch", type=int, default=1, help="batch size for a run directory (default 1)")

@@ -22,8 +22,8 @@ def add_parser(sub, name: str) -> None:
                                    "default those most rarely active, APoZ), then fine-tune with distillation from "
                                    "the unpruned model. The input run is never changed. Config keys are dotted "
                                    "flags too: --finetune.epochs 5 --finetune.lr 1e-3.")
-    p.add_argument("run_dir", help="run directory (from trimnet train)")
-    add_config_args(p)
+    p.add_argument("run_dir", nargs="?", help="run directory (from trimnet train)")
+    add_config_args(p, _default_config)
     add_json_arg(p)
     p.add_argument("--criterion", help="apoz (default), mean_activation, l1, l2, bn_scale or taylor")
     amount = p.add_mutually_exclusive_group()
@@ -41,6 +41,12 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--list-criteria", action="store_true", help="list the pruning criteria and exit")
     p.set_defaults(func=run)
+
+
+def _default_config():
+    from trimnet.optimize.prune import PruneConfig
+
+    return PruneConfig()
 
 
 def resolve_config(args: argparse.Namespace):
@@ -76,9 +82,11 @@ def output_dir(run_dir: Path, out: str | None, overwrite: bool) -> Path:
     path = Path(out) if out else run_dir.parent / f"{run_dir.name}-pruned"
     if path.resolve() == run_dir.resolve():
         raise ConfigError(f"--out {path} is the input run; the input is never changed, choose another --out")
-    if path.exists() and any(path.iterdir()) and not overwrite:
+    if path.exists() and path.is_dir() and any(path.iterdir()) and not overwrite:
         raise ConfigError(f"{path} already exists; pass --overwrite to replace it, or choose another --out")
-    return path
+    from trimnet.cli.common import check_out
+
+    return check_out(path)
 
 
 def write_run(out: Path, write) -> None:
@@ -124,11 +132,14 @@ def run(args: argparse.Namespace) -> int:
 
     import trimnet as tn
     from trimnet.artifact import write_json
-    from trimnet.errors import DataError
+    from trimnet.errors import ConfigError, DataError
+
+    if not args.run_dir:
+        raise ConfigError("pass the run directory to prune, e.g. trimnet prune runs/digits-cnn --ratio 0.5")
     from trimnet.optimize.prune import prune
     from trimnet.train.evaluate import dataset_of
 
-    art = tn.load_artifact(args.run_dir)
+    art = tn.load_artifact(args.run_dir, rebuild=True)
     out = output_dir(art.path, args.out, args.overwrite)
     if not art.meta.get("data"):
         raise DataError(f"{art.path} records no dataset to calibrate and fine-tune on; prune it from Python "

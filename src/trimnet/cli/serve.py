@@ -11,9 +11,10 @@ from trimnet.errors import ConfigError
 
 def add_parser(sub, name: str) -> None:
     p = sub.add_parser(
-        name, help="serve models over HTTP (KServe v2 protocol) with dynamic batching",
-        description="Serve run directories over the KServe v2 / Open Inference Protocol (POST "
-                    "/v2/models/NAME/infer, /v2/health/ready, /metrics, /openapi.json). Inputs are raw, as in the "
+        name, help="serve models over HTTP and gRPC (KServe v2 protocol) with dynamic batching",
+        description="Serve run directories over the KServe v2 / Open Inference Protocol, HTTP/REST and gRPC "
+                    "(POST /v2/models/NAME/infer, /v2/models/NAME/config, /v2/health/ready, /metrics, "
+                    "/openapi.json; see docs/serving.md). Inputs are raw, as in the "
                     "training files; the server applies the run's normalization (see --no-normalize). "
                     "Binds to 127.0.0.1 unless --host says otherwise.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN", help="run directories (from trimnet train)")
@@ -24,7 +25,10 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
                    help="another backend option, e.g. --backend-option spin=false (values read as JSON)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (0: any free port, printed at start)")
+    p.add_argument("--port", type=int, default=8000, help="HTTP port (0: any free port, printed at start)")
+    p.add_argument("--grpc-port", type=int, default=8001,
+                   help="gRPC port (KServe v2 gRPC API; 0: any free port, printed at start; needs trimnet[grpc])")
+    p.add_argument("--no-grpc", action="store_true", help="serve HTTP only")
     p.add_argument("--max-batch", type=int, default=64, help="samples per model call (1 turns batching off)")
     p.add_argument("--max-delay-ms", type=float, default=2.0, help="how long a request waits for others to join")
     p.add_argument("--max-queue", type=int, default=1024, help="samples waiting at most; past it, 503")
@@ -35,7 +39,9 @@ def add_parser(sub, name: str) -> None:
                    help="inputs arrive normalized already; do not apply the run's normalization")
     p.add_argument("--token", default=None,
                    help="require 'Authorization: Bearer TOKEN' (default: $TRIMNET_SERVE_TOKEN; none: no check)")
-    p.add_argument("--shutdown-timeout", type=float, default=30.0, help="seconds to drain requests on shutdown")
+    p.add_argument("--shutdown-timeout", type=float, default=30.0,
+                   help="seconds to finish queued requests on shutdown (readiness answers 503 meanwhile); "
+                        "what is still queued after it gets 503")
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.set_defaults(func=run)
 
@@ -57,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         options["threads"] = args.threads
     serve(args.run_dirs, names=args.name, backend=args.backend, backend_options=options, host=args.host,
-          port=args.port, config=config, access_log=args.access_log, shutdown_timeout=args.shutdown_timeout)
+          port=args.port, config=config, access_log=args.access_log, shutdown_timeout=args.shutdown_timeout,
+          grpc_port=None if args.no_grpc else args.grpc_port)
     return 0
 
 

@@ -10,7 +10,9 @@ import importlib
 from typing import Callable
 
 from trimnet.config import DataConfig
+from trimnet.data.arrays import from_arrays
 from trimnet.data.dataset import Dataset, Normalization, RawData, build
+from trimnet.data.loaders import as_dataset
 from trimnet.errors import DataError
 from trimnet.registry import Registry
 
@@ -18,7 +20,7 @@ from trimnet.registry import Registry
 Reader = Callable[[str, DataConfig], RawData]
 SOURCES: Registry[Reader] = Registry("data source", DataError)
 
-_NOT_READERS = {"dataset", "inputs", "stream", "tokenizer"}
+_NOT_READERS = {"dataset", "inputs", "stream", "tokenizer", "arrays", "loaders"}
 
 
 def _load_readers() -> None:
@@ -71,4 +73,4 @@ def _builtin_names() -> list[str]:
     return sorted(BUILTIN)
 
 
-__all__ = ["Dataset", "Normalization", "RawData", "SOURCES", "load_dataset", "list_sources", "register_source"]
+__all__ = ["Dataset", "as_dataset", "from_arrays", "Normalization", "RawData", "SOURCES", "load_dataset", "list_sources", "register_source"]

@@ -62,6 +62,7 @@ class Dataset:
     kind: str
     normalization: Normalization | None  # None for text: token ids are not standardized
     info: dict = field(default_factory=dict)
+    task: str = "classification"  # a name in trimnet.tasks: how targets are read and scored
 
     @property
     def in_shape(self) -> tuple[int, ...]:
@@ -69,7 +70,10 @@ class Dataset:
 
     @property
     def num_classes(self) -> int:
-        return len(self.class_names)
+        """The model's number of outputs: classes, or target columns of a regression."""
+        if self.task == "classification" or self.class_names:
+            return len(self.class_names)
+        return 1 if self.y_train.dim() == 1 else int(self.y_train.shape[1])
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         if name not in ("train", "val", "test"):
@@ -81,7 +85,8 @@ class Dataset:
 
     def __repr__(self) -> str:
         return (
-            f"Dataset({self.name!r}, in_shape={self.in_shape}, classes={self.num_classes}, "
+            f"Dataset({self.name!r}, in_shape={self.in_shape}, "
+            f"{'classes' if self.task == 'classification' else self.task + ' outputs'}={self.num_classes}, "
             f"train={len(self.y_train)}, val={len(self.y_val)}, test={len(self.y_test)})"
         )
 

@@ -103,12 +103,20 @@ def _list_images(d: Path, class_names: list[str], test: bool = False) -> tuple[l
     return files, labels
 
 
+MAX_PIXELS = 1 << 26  # 8192 x 8192: past this an image is a decompression bomb or a scan, not a sample
+
+
 def _header(path: Path, Image) -> tuple[str, tuple[int, int]]:
+    """(mode, (width, height)) from the file's header, without decoding; refuses huge images."""
     try:
         with Image.open(path) as img:
-            return img.mode, img.size
+            mode, size = img.mode, img.size
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path} cannot be read as an image ({exc}); replace or delete it") from None
+    if size[0] * size[1] > MAX_PIXELS:
+        raise DataError(f"{path} is {size[0]} x {size[1]} pixels (at most {MAX_PIXELS:,}); "
+                        "shrink it or remove it, it may be a decompression bomb")
+    return mode, size
 
 
 def _decode(files: list[Path], gray: bool, size: tuple[int, int], Image) -> np.ndarray:

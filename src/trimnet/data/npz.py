@@ -104,6 +104,9 @@ def _inputs(x: np.ndarray, name: str):
     else:
         raise DataError(f"{name}: x has shape {x.shape}; use (N, F) for tables or (N, H, W), (N, C, H, W) "
                         "or (N, H, W, C) for images")
+    if 0 in x.shape:
+        raise DataError(f"{name}: x has shape {x.shape}; every sample needs at least one value "
+                        "(features or pixels) and the file at least one sample")
     channels_last = x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3)
 
     def to_layout(a: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -59,6 +59,12 @@ def predictor_error(machine: dict | None = None) -> dict[str, Any]:
 
 def describe_error(error: dict[str, Any]) -> str:
     """One line for tables: how far estimates of this kind have been from measurements."""
+    if error.get("against") == "published":
+        if error.get("status") != "measured":
+            return "error against published measurements: unknown (" + error.get("reason", "not measured") + ")"
+        return (f"error against {error.get('basis')} ({error.get('scope')}): {_pct(error.get('within_20'))} within "
+                f"±20 %, {_pct(error.get('within_2x'))} within 2x, median |error| {_pct(error.get('median_abs_error'))}; "
+                f"uncertainty band ±{_pct(error.get('band'))} (90th percentile)")
     if error.get("status") != "measured":
         return "predictor error on this machine: unknown (" + error.get("reason", "not measured") + ")"
     load = error.get("load_average")

@@ -17,11 +17,11 @@ from typing import Any, Iterable, Mapping
 from trimnet.errors import ConfigError
 
 CATALOG_ENV = "TRIMNET_CATALOG"
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8")
 KINDS = ("gpu", "cpu", "accelerator")
-BYTES_PER_ELEMENT = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "int8": 1}
+BYTES_PER_ELEMENT = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}
 _ENTRY_KEYS = {"name", "kind", "peak_tflops", "cpu", "memory_gb", "bandwidth_gbs", "tdp_w", "source", "assumption",
-               "utilization", "overhead_us", "call_overhead_us"}
+               "utilization", "overhead_us", "call_overhead_us", "l2_mb", "interconnect_gbs", "chip", "price_usd_hour"}
 _BUILTIN = "built-in catalog.yaml"
 
 
@@ -44,6 +44,15 @@ class Device:
     assumption: str = ""
     origin: str = _BUILTIN  # the file the entry came from
     cpu: dict[str, Any] | None = field(default=None, compare=False)
+    l2_bytes: float | None = None  # on-chip last-level cache: activations that fit are not charged to DRAM
+    interconnect: float | None = None  # bytes/s between devices of a multi-device job (NVLink, PCIe)
+    chip: str = ""  # devices on the same chip share fitted efficiencies (a100-40gb and a100-80gb)
+    price_usd_hour: float | None = None  # a user's price; ranks recommendations when given
+    explicit_utilization: bool = False  # the entry states its own utilization (the datasheet model is used)
+
+    @property
+    def family(self) -> str:
+        return self.chip or self.key
 
     def peak(self, precision: str) -> float:
         """Dense peak FLOP/s at ``precision``; a ConfigError naming the precisions it has otherwise."""
@@ -61,7 +70,10 @@ class Device:
                 "tdp_w": self.tdp_w, "utilization": {"compute": self.compute_utilization,
                                                       "memory": self.memory_utilization},
                 "overhead_us": self.overhead_s * 1e6, "call_overhead_us": self.call_overhead_s * 1e6,
-                "cpu": self.cpu, "assumption": self.assumption, "source": self.source, "origin": self.origin}
+                "cpu": self.cpu, "l2_mb": self.l2_bytes / 1e6 if self.l2_bytes else None,
+                "interconnect_gbs": self.interconnect / 1e9 if self.interconnect else None, "chip": self.chip or None,
+                "price_usd_hour": self.price_usd_hour,
+                "assumption": self.assumption, "source": self.source, "origin": self.origin}
 
 
 def check_precision(precision: str) -> str:
@@ -170,6 +182,11 @@ def _parse_entry(key: str, entry: Any, origin: str, defaults: Mapping) -> Device
         assumption=" ".join(str(entry.get("assumption") or "").split()),
         origin=origin,
         cpu=dict(entry["cpu"]) if "cpu" in entry else None,
+        l2_bytes=_opt(_positive(entry.get("l2_mb"), where, "l2_mb"), 1e6),
+        interconnect=_opt(_positive(entry.get("interconnect_gbs"), where, "interconnect_gbs"), 1e9),
+        chip=str(entry.get("chip") or ""),
+        price_usd_hour=_positive(entry.get("price_usd_hour"), where, "price_usd_hour"),
+        explicit_utilization="utilization" in entry,
     )
 
 

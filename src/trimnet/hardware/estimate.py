@@ -15,7 +15,9 @@ from typing import Any, Mapping
 from trimnet.errors import ConfigError
 from trimnet.hardware.accuracy import predictor_error
 from trimnet.hardware.catalog import BYTES_PER_ELEMENT, Device, check_precision, get_device, load_catalog
+from trimnet.hardware.fitted import build_works, load_params, seconds
 from trimnet.hardware.roofline import MATRIX_ROLES, LayerTime, LayerWork, fused, layer_work
+from trimnet.hardware.runtimes import get_runtime
 
 LOCAL_BACKENDS = ("torch", "torch-compile", "onnxruntime", "openvino")
 _DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "int8": "int8", "float64": "fp32"}
@@ -111,15 +113,19 @@ def parse_backend(backend: str | None, precision: str | None) -> tuple[str, str 
 def estimate(profile, device: str = "local", precision: str | None = None, batch: int | None = None, *,
              backend: str | None = None, catalog: Mapping[str, Device] | None = None, calibration=None,
              utilization: tuple[float, float] | None = None, error: dict | None = None,
-             runtime: str = "optimized") -> Estimate:
+             runtime: str = "tensorrt", effective_seq: int | None = None, model: str | None = None) -> Estimate:
     """Predict ``profile``'s latency on ``device`` (a catalog key, or "local" / "local-cuda" when calibrated).
 
     ``batch`` scales the profiled batch (FLOPs and activations scale, weights do not);
     ``precision`` defaults to the model's (fp32); ``backend`` (local only) is a runtime name,
     optionally with ``:precision=bf16``; ``utilization`` overrides a catalog device's
-    (compute, memory) shares of peak; ``runtime`` (catalog devices) is "optimized" (norms,
-    activations and residual adds fused into convolutions, as inference runtimes do) or
-    "eager" (every layer its own kernel, as in training).
+    (compute, memory) shares of peak and selects the datasheet model; ``runtime`` (catalog
+    devices) is one of ``trimnet.hardware.runtimes.RUNTIMES`` (tensorrt, triton, torch-eager,
+    torch-compile, onnxruntime; "optimized" and "eager" are the older names of tensorrt and
+    torch-eager); ``effective_seq`` is the mean real length of packed or unpadded sequences
+    when the profile's inputs are padded (batch, tokens, dim) to a longer one. ``model``:
+    "fitted" (efficiency curves fitted to published measurements, the default where a fit
+    ships), or "datasheet" (peak x the catalog's utilization, per-layer overhead).
     """
     from trimnet.profile import Profile
 
@@ -134,9 +140,19 @@ def estimate(profile, device: str = "local", precision: str | None = None, batch
     if backend is not None:
         raise ConfigError(f"--backend applies to the calibrated local device; {device} assumes an optimized runtime")
     dev = get_device(device, load_catalog() if catalog is None else catalog)
-    if runtime not in ("optimized", "eager"):
-        raise ConfigError(f"runtime must be 'optimized' or 'eager'; got {runtime!r}")
-    return _catalog(profile, dev, precision, batch, scale, utilization, error, runtime)
+    rt = get_runtime(runtime)
+    fill = _fill(profile, effective_seq)
+    if model not in (None, "fitted", "datasheet"):
+        raise ConfigError(f"model must be 'fitted' or 'datasheet'; got {model!r}")
+    params = load_params() if model != "datasheet" else None
+    if model == "fitted" and params is None:
+        raise ConfigError("no fitted efficiency curves ship with this install; run benchmarks/hardware_fidelity.py "
+                          "or use model='datasheet'")
+    use_fit = params is not None and (model == "fitted" or (utilization is None and not dev.explicit_utilization))
+    if use_fit:
+        return _fitted(profile, dev, precision, batch, rt.name, params, error, fill)
+    legacy = {"tensorrt": "optimized", "triton": "optimized", "torch-eager": "eager"}.get(rt.name, rt.name)
+    return _catalog(profile, dev, precision, batch, scale, utilization, error, legacy, fill)
 
 
 def _memory(profile, batch_scale: float, byte_scale: float, capacity: float | None) -> dict[str, Any]:
@@ -164,8 +180,58 @@ def _notes(profile) -> list[str]:
     return notes
 
 
+def _fill(profile, effective_seq: int | None) -> float:
+    """The share of real tokens when sequences of mean length ``effective_seq`` are padded to the profiled length."""
+    if effective_seq is None:
+        return 1.0
+    shape = profile.inputs[0] if profile.inputs else ()
+    if len(shape) != 3:
+        raise ConfigError("effective_seq applies to a sequence model profiled on (batch, tokens, dim) inputs; "
+                          f"this profile's input is {tuple(shape)}")
+    if not isinstance(effective_seq, int) or not 0 < effective_seq <= shape[1]:
+        raise ConfigError(f"effective_seq must be a whole number of tokens in 1..{shape[1]} (the padded length); "
+                          f"got {effective_seq!r}")
+    return effective_seq / shape[1]
+
+
+def published_error(params, dev: Device, training: bool = False) -> dict[str, Any]:
+    """The held-out error of the fitted model for ``dev``'s chip (or its kind), as an ``error`` field."""
+    got = params.error_for(dev, training) if params is not None else None
+    if not got:
+        return {"status": "unknown", "against": "published",
+                "reason": f"no held-out published figures cover {dev.family} or {dev.kind} devices"}
+    scope = ("training steps" if training else dev.family if params.errors.get(dev.family)
+             else f"{dev.kind} devices")
+    return {"status": "measured", "against": "published", "scope": scope, **got,
+            "source": "benchmarks/published/figures.yaml, held-out part (benchmarks/hardware_fidelity.py)"}
+
+
+def _fitted(profile, dev: Device, precision: str | None, batch: int, runtime: str, params, error: dict | None,
+            fill: float) -> Estimate:
+    precision = check_precision(precision or profile_dtype(profile))
+    peak = dev.peak(precision)
+    works = build_works(profile, batch, precision, fill)
+    t = seconds(works, dev, precision, runtime, params)
+    layers = [LayerTime(works.names[i], works.types[i], str(works.roles[i]), float(works.flops[i]),
+                        float(works.wbytes[i] + works.abytes[i]), float(t.compute[i]), float(t.memory[i]),
+                        float(t.overhead[i]), bool(t.fused[i])) for i in range(len(works.names))]
+    byte_scale = _byte_scale(profile, precision)
+    scale = batch / max(profile.batch, 1)
+    assumptions = {"source": "fitted", "precision": precision, "peak_flops": peak, "bandwidth": dev.bandwidth,
+                   **t.assumptions, "effective_token_share": fill,
+                   "fit": "efficiency curves fitted to published measurements (benchmarks/published/)",
+                   "datasheet": dev.source, **({"assumption": dev.assumption} if dev.assumption else {})}
+    notes = _notes(profile)
+    if t.assumptions["efficiency_from"] != "fitted":
+        notes.append(f"no published {precision} figure for {dev.family} was fitted on; efficiency "
+                     f"{t.assumptions['efficiency_from']}")
+    return Estimate(profile.model, dev.key, dev.name, precision, batch, None, t.seconds, profile.flops * scale * fill,
+                    peak, layers, t.call_s, _memory(profile, scale, byte_scale, dev.memory_bytes), assumptions,
+                    published_error(params, dev) if error is None else error, notes)
+
+
 def _catalog(profile, dev: Device, precision: str | None, batch: int, scale: float,
-             utilization: tuple[float, float] | None, error: dict | None, runtime: str) -> Estimate:
+             utilization: tuple[float, float] | None, error: dict | None, runtime: str, fill: float = 1.0) -> Estimate:
     error = predictor_error() if error is None else error
     precision = check_precision(precision or profile_dtype(profile))
     peak = dev.peak(precision)
@@ -177,7 +243,7 @@ def _catalog(profile, dev: Device, precision: str | None, batch: int, scale: flo
     byte_scale = _byte_scale(profile, precision)
     bandwidth = dev.bandwidth * mu
     layers = []
-    for w in _works(profile, scale, byte_scale):
+    for w in _works(profile, scale * fill, byte_scale):
         rate = (peak if w.role in MATRIX_ROLES else vector_peak) * cu
         layers.append(LayerTime(w.name, w.type, w.role, w.flops, w.bytes, w.flops / rate if w.flops else 0.0,
                                 w.bytes / bandwidth if w.bytes else 0.0,
@@ -188,7 +254,8 @@ def _catalog(profile, dev: Device, precision: str | None, batch: int, scale: flo
         "peak_flops": peak, "bandwidth": dev.bandwidth, "overhead_per_layer_s": dev.overhead_s,
         "call_overhead_s": dev.call_overhead_s,
         "runtime": ("an optimized runtime: batch norm, activations and residual adds fused into the convolutions"
-                    if runtime == "optimized" else "eager: every layer runs as its own kernel"),
+                    if runtime == "optimized" else "eager: every layer runs as its own kernel" if runtime == "eager"
+                    else runtime),
         "datasheet": dev.source, **({"assumption": dev.assumption} if dev.assumption else {}),
     }
     err = {**error, "applies_to": "the local predictor on the machine it was measured on; "

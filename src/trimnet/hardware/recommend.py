@@ -4,8 +4,14 @@ Every catalog device (and ``local`` when calibrated) is estimated at a ladder of
 sizes. Against a latency target the largest batch that still meets it is chosen (the most
 throughput within the target); against a throughput target, the smallest batch that
 reaches it (the least latency); against both, the smallest batch that meets both. A batch
-whose weights and activations do not fit the device's memory does not count. Devices that
-meet the target are ranked by power (TDP, the cost proxy), then by headroom.
+whose weights and activations do not fit the device's memory does not count.
+
+A catalog estimate carries the error measured against held-out published figures for its chip
+(``error["band"]``, the 90th percentile of |predicted/measured - 1|): a target counts as met
+only when it is met at the pessimistic edge of that band (latency x (1 + band), throughput /
+(1 + band)); one met only inside the band is reported as such, not as met. Devices that meet
+the target are ranked by cost: the catalog's price per hour where it states one, else power
+(TDP), then by the smallest headroom (the least over-provisioned of equal-cost devices).
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ class Candidate:
     tdp_w: float | None = None
     utilization: float | None = None
     reason: str | None = None  # why it does not meet the target
+    band: float | None = None  # the estimate's uncertainty: +- this share (from the measured error)
+    price_usd_hour: float | None = None
+    runtime: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -64,8 +73,12 @@ class Recommendation:
 def recommend(profile, *, target_latency: float | None = None, target_throughput: float | None = None,
               precision: str | None = None, devices: Sequence[str] | None = None,
               batches: Sequence[int] = DEFAULT_BATCHES, catalog: Mapping[str, Device] | None = None,
-              include_local: bool = True, backend: str | None = None) -> Recommendation:
-    """Rank devices that meet ``target_latency`` (seconds) and/or ``target_throughput`` (samples/s)."""
+              include_local: bool = True, backend: str | None = None, runtime: str = "tensorrt",
+              effective_seq: int | None = None) -> Recommendation:
+    """Rank devices that meet ``target_latency`` (seconds) and/or ``target_throughput`` (samples/s).
+
+    ``runtime`` and ``effective_seq`` are passed to ``estimate`` for catalog devices.
+    """
     if target_latency is None and target_throughput is None:
         raise ConfigError("give a target: target_latency (seconds, e.g. --target-latency 5ms) and/or "
                           "target_throughput (samples/s, e.g. --target-throughput 2000/s)")
@@ -86,38 +99,60 @@ def recommend(profile, *, target_latency: float | None = None, target_throughput
     candidates = []
     for name in names:
         try:
-            ests = [estimate(profile, name, precision, b, catalog=catalog, error=error,
-                             backend=backend if name.startswith("local") else None) for b in ladder]
+            local = name.startswith("local")
+            ests = [estimate(profile, name, precision, b, catalog=catalog, error=error if local else None,
+                             backend=backend if local else None,
+                             **({} if local else {"runtime": runtime, "effective_seq": effective_seq})) for b in ladder]
         except TrimnetError as exc:
             if name == "local" and not devices:
                 continue  # not calibrated here: leave it out of an unrequested comparison
             candidates.append(Candidate(name, catalog[name].name if name in catalog else name, False, reason=str(exc)))
             continue
-        candidates.append(_choose(ests, target_latency, target_throughput,
-                                  catalog[name].tdp_w if name in catalog else None))
+        dev = catalog.get(name)
+        cand = _choose(ests, target_latency, target_throughput, dev.tdp_w if dev else None, _band(ests[0]))
+        cand.price_usd_hour = dev.price_usd_hour if dev else None
+        cand.runtime = ests[0].assumptions.get("runtime") if dev else ests[0].backend
+        candidates.append(cand)
     candidates.sort(key=_rank)
     return Recommendation(target_latency, target_throughput, precision, candidates,
                           _message(candidates, target_latency, target_throughput, precision),
-                          {"batches": ladder, "precision": precision or "the model's (fp32)",
-                           "catalog": "datasheet peaks x the utilization each device states (see `trimnet hardware list`)"},
+                          {"batches": ladder, "precision": precision or "the model's (fp32)", "runtime": runtime,
+                           "catalog": "efficiency curves fitted to published measurements (benchmarks/published/); "
+                                      "a target is met only at the pessimistic edge of each estimate's error band",
+                           "ranking": "price per hour where the catalog states one, else TDP watts"},
                           error)
 
 
+def _band(e: Estimate) -> float:
+    """The share an estimate may be off by (0 where no error was measured against published figures)."""
+    band = e.error.get("band") if e.error.get("against") == "published" else None
+    return float(band) if isinstance(band, (int, float)) else 0.0
+
+
 def _choose(ests: list[Estimate], target_latency: float | None, target_throughput: float | None,
-            tdp: float | None) -> Candidate:
+            tdp: float | None, band: float = 0.0) -> Candidate:
     first = ests[0]
     fitting = [e for e in ests if e.memory.get("fits") is not False]
     base = dict(device=first.device, device_name=first.device_name, tdp_w=tdp, min_latency_s=first.latency_s,
-                max_throughput=max((e.throughput for e in fitting), default=None))
+                max_throughput=max((e.throughput for e in fitting), default=None), band=band)
     if not fitting:
         return Candidate(meets=False, reason=f"batch {first.batch} needs {first.memory['total_bytes'] / 1e9:.1f} GB; "
                                              f"the device has {first.memory['device_bytes'] / 1e9:.0f} GB", **base)
 
-    def ok(e: Estimate) -> bool:
-        return ((target_latency is None or e.latency_s <= target_latency)
-                and (target_throughput is None or e.throughput >= target_throughput))
+    def ok(e: Estimate, margin: float) -> bool:
+        return ((target_latency is None or e.latency_s * (1 + margin) <= target_latency)
+                and (target_throughput is None or e.throughput / (1 + margin) >= target_throughput))
 
-    good = [e for e in fitting if ok(e)]
+    good = [e for e in fitting if ok(e, band)]
+    inside = [e for e in fitting if ok(e, 0.0)]
+    if not good and inside:
+        e = inside[-1] if target_throughput is None else inside[0]
+        return Candidate(meets=False, batch=e.batch, latency_s=e.latency_s, throughput=e.throughput,
+                         headroom=_headroom(e, target_latency, target_throughput), memory=e.memory,
+                         utilization=e.utilization,
+                         reason=f"meets the target only inside its ±{100 * band:.0f} % error band "
+                                f"(estimate {e.latency_s * 1e3:.3g} ms, {e.throughput:.4g} samples/s at batch {e.batch})",
+                         **base)
     if not good:
         best = fitting[0] if target_throughput is None else max(fitting, key=lambda e: e.throughput)
         why = []
@@ -147,7 +182,9 @@ def _headroom(e: Estimate, target_latency: float | None, target_throughput: floa
 
 def _rank(c: Candidate) -> tuple:
     if c.meets:
-        return (0, c.tdp_w is None, c.tdp_w or 0.0, -(c.headroom or 0.0))
+        # at equal cost the least over-provisioned device (the smallest headroom) first
+        return (0, c.price_usd_hour is None, c.price_usd_hour or 0.0, c.tdp_w is None, c.tdp_w or 0.0,
+                c.headroom or 0.0)
     return (1, c.headroom is None, -(c.headroom or 0.0))
 
 
@@ -168,6 +205,8 @@ def _message(candidates: list[Candidate], target_latency: float | None, target_t
         return (f"No device meets {target}. The closest is {best.device}: {best.reason} "
                 f"({best.headroom:.2f}x of the target).")
     cheapest = met[0]
-    power = f", {cheapest.tdp_w:g} W" if cheapest.tdp_w else ""
-    return (f"{len(met)} of {len(candidates)} devices meet {target}. Lowest power: {cheapest.device} "
-            f"(batch {cheapest.batch}, {cheapest.headroom:.2f}x headroom{power}).")
+    cost = (f", ${cheapest.price_usd_hour:g}/h" if cheapest.price_usd_hour else
+            f", {cheapest.tdp_w:g} W" if cheapest.tdp_w else "")
+    band = f", ±{100 * cheapest.band:.0f} % band" if cheapest.band else ""
+    return (f"{len(met)} of {len(candidates)} devices meet {target} at the pessimistic edge of their error band. "
+            f"Cheapest: {cheapest.device} (batch {cheapest.batch}, {cheapest.headroom:.2f}x headroom{band}{cost}).")

@@ -1,4 +1,5 @@
-"""The model registry: ``register_model``, ``list_models``, ``create_model``.
+"""The model registry: ``register_model``, ``list_models``, ``create_model`` (zoo names, or a
+user's ``file.py:function`` / ``module:function``).
 
 A model factory takes the input shape (without batch), the number of classes and its
 own options, and returns the list of layer specs of a sequential network.
@@ -57,8 +58,18 @@ def list_models(pattern: str = "*") -> list[str]:
     return MODELS.names(pattern)
 
 
-def create_model(name: str, in_shape: Sequence[int], num_classes: int, **options) -> SpecNet:
-    """Build a registered model for inputs of ``in_shape`` (no batch dim) and ``num_classes`` outputs."""
+def create_model(name: str, in_shape: Sequence[int], num_classes: int, **options) -> nn.Module:
+    """Build a registered model for inputs of ``in_shape`` (no batch dim) and ``num_classes`` outputs.
+
+    ``name`` may also be a user's function: ``path/to/file.py:function`` or
+    ``package.module:function`` (see ``trimnet.models.user``).
+    """
+    from trimnet.models import user
+
+    if user.is_reference(name):
+        if num_classes < 1:
+            raise ModelError(f"num_classes must be >= 1; got {num_classes}")
+        return user.create(name, in_shape, num_classes, **options)
     _load_zoo()
     factory = MODELS.get(name)
     if num_classes < 1:
@@ -72,6 +83,10 @@ def create_model(name: str, in_shape: Sequence[int], num_classes: int, **options
 
 
 def from_spec(spec: S.Spec, *, arch: str = "custom", in_shape: Sequence[int] = (), num_classes: int = 0) -> SpecNet:
+    if isinstance(spec, dict) and spec.get("type") == "hf":  # a model family's spec (models/families)
+        from trimnet.models.families import build_from_spec
+
+        return build_from_spec(spec)
     seq = S.build(spec)
     if not isinstance(seq, nn.Sequential):
         seq = nn.Sequential(seq)
@@ -80,4 +95,7 @@ def from_spec(spec: S.Spec, *, arch: str = "custom", in_shape: Sequence[int] = (
 
 def to_spec(model: nn.Module) -> S.Spec:
     """The spec of ``model``; a ``ModelError`` if it holds modules the spec cannot describe."""
-    return S.describe(model)
+    from trimnet.models.families import spec_of
+
+    family_spec = spec_of(model)
+    return family_spec if family_spec is not None else S.describe(model)

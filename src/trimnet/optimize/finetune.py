@@ -5,13 +5,15 @@ The loss is ``alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (
 plus the hard labels. The ``T^2`` keeps the soft term's gradients on the scale of the hard
 one whatever ``T`` is. It runs through ``trimnet.train.train`` and its ``teacher_loss`` hook,
 so fine-tuning gets the training loop's schedules, best-epoch selection and devices.
+Distillation applies where the task's outputs are class scores (classification with its
+own loss); any other task (regression, a user's loss) fine-tunes on the task's loss alone.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -79,12 +81,14 @@ def distillation_loss(teacher: nn.Module, temperature: float, alpha: float
 
 
 def finetune(model: nn.Module, data: Dataset, config: FinetuneConfig, teacher: nn.Module | None = None,
-             epochs: int | None = None) -> dict:
+             epochs: int | None = None, *, task: Any = None) -> dict:
     """Fine-tune ``model`` in place for ``epochs`` (default ``config.epochs``); returns the run's metrics.
 
-    With ``config.distill`` and a ``teacher``, the loss is the distillation loss above;
-    otherwise plain cross-entropy on the labels. Nothing is selected on the test split.
+    With ``config.distill``, a ``teacher`` and a task that distills, the loss is the
+    distillation loss above; otherwise the task's loss (default: the dataset's task).
+    Nothing is selected on the test split.
     """
+    from trimnet.tasks import task_for
     from trimnet.train import train
 
     config.validate()
@@ -93,10 +97,12 @@ def finetune(model: nn.Module, data: Dataset, config: FinetuneConfig, teacher: n
         return {}
     if not isinstance(data, Dataset):
         raise ConfigError("fine-tuning needs a Dataset with labels; pass one, or set finetune.epochs to 0")
-    loss = distillation_loss(teacher, config.temperature, config.alpha) if config.distill and teacher else None
+    task = task_for(data, task)
+    distill = config.distill and teacher is not None and task.distills
+    loss = distillation_loss(teacher, config.temperature, config.alpha) if distill else None
     if config.keep == "last":
         # the training loop keeps the best validation epoch, and on a small validation split
         # ties at the top keep an early, half-annealed one; fine-tuning wants the annealed end
         data = dataclasses.replace(data, x_val=data.x_val[:0], y_val=data.y_val[:0])
-    result = train(model, data, config.train_config(epochs), teacher_loss=loss)
+    result = train(model, data, config.train_config(epochs), teacher_loss=loss, task=task)
     return result.metrics

@@ -24,19 +24,19 @@ import dataclasses
 import hashlib
 import json
 import logging
-import statistics
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
 from trimnet.data.dataset import Dataset
 from trimnet.errors import ConfigError
+from trimnet.optimize.final import confirm, final_round, mark
+from trimnet.optimize.result import OptimizeResult
 
 log = logging.getLogger("trimnet.optimize")
 OPTIMIZE_CONFIG_VERSION = 1
@@ -49,16 +49,17 @@ class OptimizeConfig:
     target_backend: str = "onnxruntime"  # where latency decides
     batch: int = 1  # the batch size latency is measured at
     throughput_batch: int = 256  # reported beside it
-    backends: list = field(default_factory=list)  # backends the search may pick; empty: the target only
-    criteria: list = field(default_factory=lambda: ["apoz", "l1"])
-    ratios: list = field(default_factory=lambda: [0.5, 0.75, 0.875])
+    backends: list[str] = field(default_factory=list)  # backends the search may pick; empty: the target only
+    criteria: list[str] = field(default_factory=lambda: ["apoz", "l1"])
+    ratios: list[float] = field(default_factory=lambda: [0.5, 0.75, 0.875])
     finetune_epochs: int = 5
     # a ratio that misses the budget after finetune_epochs is fine-tuned again this long before
     # its direction is given up (0: no second try); the search's fine-tune budget dimension
     finetune_retry_epochs: int = 20
-    precisions: list = field(default_factory=lambda: ["fp32", "bf16", "int8"])
+    precisions: list[str] = field(default_factory=lambda: ["fp32", "bf16", "int8"])
     time_budget_s: float = 900.0
     bench_time_s: float = 0.5  # measured seconds per candidate
+    threads: int | None = None  # threads every runtime uses; None: the cores other work leaves free (measured)
     seed: int = 0
 
     def validate(self) -> "OptimizeConfig":
@@ -76,6 +77,8 @@ class OptimizeConfig:
             raise ConfigError("optimize batch sizes must be >= 1")
         if self.finetune_epochs < 0 or self.finetune_retry_epochs < 0:
             raise ConfigError("finetune_epochs and finetune_retry_epochs must be >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"optimize threads must be >= 1 (or unset: the free cores); got {self.threads}")
         if self.time_budget_s <= 0:
             raise ConfigError(f"time_budget_s must be > 0; got {self.time_budget_s}")
         return self
@@ -101,48 +104,40 @@ class Candidate:
     original: bool = False
     winner: bool = False
     pareto: bool = False
+    flagged: bool = False  # its latency was taken while other work competed for the cores
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-@dataclass
-class OptimizeResult:
-    model: nn.Module  # the winner's fp32 PyTorch model (pruned and fused); the original if nothing won
-    best: Candidate
-    original: Candidate
-    candidates: list[Candidate]
-    baseline_val_accuracy: float
-    test_accuracy: float | None = None
-    original_test_accuracy: float | None = None
-    quantized: Any = None  # a QuantizeResult when the winner runs at a lower precision
-    prune_records: dict = field(default_factory=dict)
-    seconds: float = 0.0
+def optimize(model: nn.Module, data: Dataset | Any, config: OptimizeConfig | None = None, *,
+             out: str | Path | None = None, progress: Callable[[str], None] | bool | None = None,
+             evaluate: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
+             loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+             task: Any = None) -> OptimizeResult:
+    """Find the fastest trimmed version of ``model`` on the target that stays within the budget.
 
-    @property
-    def speedup(self) -> float | None:
-        if self.best.latency_ms and self.original.latency_ms:
-            return self.original.latency_ms / self.best.latency_ms
-        return None
+    ``data``: a ``Dataset``, a ``DataLoader`` or a (train, val, test) trio of them. The
+    budget is on the task's metric (accuracy for classification, negative MAE for
+    regression), or on ``evaluate(outputs, targets) -> float`` (higher is better) when
+    given; ``loss(outputs, targets)`` is what fine-tuning minimises.
 
-    @property
-    def pareto(self) -> list[Candidate]:
-        return [c for c in self.candidates if c.pareto]
+    Each step is logged (``trimnet.optimize``, INFO); ``progress`` takes the messages instead
+    when it is a callable, or switches the terminal status line on or off (None: on when
+    stderr is a terminal and ``CI`` is not set).
+    """
+    from trimnet.bench.interference import auto_threads
+    from trimnet.data.loaders import as_dataset
+    from trimnet.models.families import as_module
+    from trimnet.optimize.progress import reporter
+    from trimnet.runtime import get_backend, load_runner
+    from trimnet.tasks import task_for
 
-    def to_dict(self) -> dict:
-        return {"best": self.best.to_dict(), "original": self.original.to_dict(),
-                "candidates": [c.to_dict() for c in self.candidates], "speedup": self.speedup,
-                "baseline_val_accuracy": self.baseline_val_accuracy, "test_accuracy": self.test_accuracy,
-                "original_test_accuracy": self.original_test_accuracy, "seconds": self.seconds,
-                "prune_records": self.prune_records}
-
-
-def optimize(model: nn.Module, data: Dataset, config: OptimizeConfig | None = None, *,
-             out: str | Path | None = None, progress: Callable[[str], None] | None = None) -> OptimizeResult:
-    """Find the fastest trimmed version of ``model`` on the target that stays within the budget."""
-    from trimnet.runtime import get_backend
-
+    model = as_module(model, data)  # a transformers classifier becomes tensor-in / logits-out
     cfg = (config or OptimizeConfig()).validate()
+    data = as_dataset(data, task=task if isinstance(task, str) else None, seed=cfg.seed)
+    task = task_for(data, task, metric=evaluate, loss=loss)
+    metric = task.metric_name
     backends = list(dict.fromkeys([cfg.target_backend, *cfg.backends]))
     for b in backends:
         why = get_backend(b).why_not()
@@ -150,21 +145,24 @@ def optimize(model: nn.Module, data: Dataset, config: OptimizeConfig | None = No
             raise ConfigError(f"backend {b} cannot run here: {why}")
     if len(data.y_val) == 0:
         raise ConfigError("optimize decides on the validation split, which is empty; set data.val_split > 0")
-    say = progress or (lambda msg: log.info(msg))
-    cache = _Cache(Path(out) / "candidates" if out else None)
+    if cfg.threads is None:  # measured once, so every candidate runs with the same count
+        cfg = dataclasses.replace(cfg, threads=auto_threads())
+    say = reporter(progress)
+    cache = _Cache(Path(out) / "candidates" if out else None, task.describe())
     started = time.perf_counter()
     model = copy.deepcopy(model).cpu().eval()
     x_val, y_val = data.split("val")
-    example = data.x_test[:cfg.batch].float()
-    base_acc = _torch_accuracy(model, x_val, y_val)
+    example = task.example_inputs(data, cfg.batch).float()
+    base_acc = _torch_accuracy(model, x_val, y_val, task)
     floor = base_acc - cfg.max_accuracy_drop
-    say(f"original: validation accuracy {base_acc:.4f}; budget: >= {floor:.4f}")
+    say(f"original: validation {metric} {base_acc:.4f}; budget: >= {floor:.4f}; {cfg.threads} threads")
 
     def out_of_time() -> bool:
         return time.perf_counter() - started > cfg.time_budget_s
 
     candidates: list[Candidate] = []
-    original = _measure_fp32(model, "original", "original", cfg.target_backend, cfg, x_val, y_val, example, cache)
+    original = _measure_fp32(model, "original", "original", cfg.target_backend, cfg, x_val, y_val, example, cache,
+                             task)
     original.original = True
     original.description = f"original, fp32 on {cfg.target_backend}"
     candidates.append(original)
@@ -183,11 +181,11 @@ def optimize(model: nn.Module, data: Dataset, config: OptimizeConfig | None = No
                 if i and out_of_time():
                     break
                 key = f"{criterion}-{ratio:g}" + (f"-ft{epochs}" if i else "")
-                pruned, record = _pruned(model, data, criterion, ratio, cfg, cache, key, epochs)
-                acc = _torch_accuracy(pruned, x_val, y_val)
+                pruned, record = _pruned(model, data, criterion, ratio, cfg, cache, key, epochs, task)
+                acc = _torch_accuracy(pruned, x_val, y_val, task)
                 records[key] = record
                 ok = acc >= floor
-                say(f"pruned {key}: validation accuracy {acc:.4f} ({'within' if ok else 'out of'} budget"
+                say(f"pruned {key}: validation {metric} {acc:.4f} ({'within' if ok else 'out of'} budget"
                     f"{'' if ok or i + 1 == len(budgets) else f'; fine-tuning {budgets[i + 1]} epochs instead'})")
                 if ok:
                     break
@@ -214,9 +212,9 @@ def optimize(model: nn.Module, data: Dataset, config: OptimizeConfig | None = No
                 if f"{precision}@{backend}" in not_lower:
                     continue
                 if precision == "fp32":
-                    c = _measure_fp32(fused[key], label, key, backend, cfg, x_val, y_val, example, cache)
+                    c = _measure_fp32(fused[key], label, key, backend, cfg, x_val, y_val, example, cache, task)
                 else:
-                    c = _measure_lowp(fused[key], data, label, key, precision, backend, cfg, cache)
+                    c = _measure_lowp(fused[key], data, label, key, precision, backend, cfg, cache, task)
                 if isinstance(c, _Skip):
                     say(f"{precision} on {backend}: {c.why}; not a candidate" +
                         ("" if c.backend_wide else f" ({_describe(key, precision, backend)})"))
@@ -226,98 +224,40 @@ def optimize(model: nn.Module, data: Dataset, config: OptimizeConfig | None = No
                 c.description = _describe(key, precision, backend)
                 c.accepted = c.val_accuracy is not None and c.val_accuracy >= floor and c.latency_ms is not None
                 candidates.append(c)
-                say(f"{c.description}: validation accuracy {c.val_accuracy:.4f}, "
+                say(f"{c.description}: validation {metric} {c.val_accuracy:.4f}, "
                     f"{c.latency_ms if c.latency_ms is not None else float('nan'):.3f} ms")
 
     if not out_of_time():
-        _final_round(candidates, original, model, fused, data, cfg, example, say)
-    _mark(candidates, original, floor)
+        def open_runner(c: Candidate):
+            if c.original or c.precision == "fp32":
+                return load_runner(c.backend, model if c.original else fused[c.structure], example,
+                                   threads=cfg.threads)
+            with _quiet("trimnet.optimize.quantize", "trimnet.optimize.fuse"):
+                return _quantize(fused[c.structure], data, c.precision, c.backend, cfg, split="val",
+                                 task=task).runner(cfg.threads)
+
+        final_round(candidates, original, open_runner, example, cfg.bench_time_s, cfg.threads, say)
+    mark(candidates, original, floor)
     best = next(c for c in candidates if c.winner)
     winner_model = fused.get(best.structure, model) if not best.original else model
     result = OptimizeResult(model=winner_model, best=best, original=original, candidates=candidates,
-                            baseline_val_accuracy=base_acc, prune_records=records)
+                            baseline_val_accuracy=base_acc, prune_records=records, threads=cfg.threads,
+                            original_model=model, source={"in_shape": tuple(data.in_shape),
+                                                          "class_names": data.class_names,
+                                                          "normalization": data.normalization, "kind": data.kind})
     x_test, y_test = data.split("test")
-    result.original_test_accuracy = _torch_accuracy(model, x_test, y_test)
+    result.original_test_accuracy = _torch_accuracy(model, x_test, y_test, task)
     if best.precision != "fp32":
-        result.quantized = _quantize(winner_model, data, best.precision, best.backend, cfg, split="test")
+        result.quantized = _quantize(winner_model, data, best.precision, best.backend, cfg, split="test", task=task)
         result.test_accuracy = result.quantized.accuracy_after
     else:
-        result.test_accuracy = _torch_accuracy(winner_model, x_test, y_test)
+        result.test_accuracy = _torch_accuracy(winner_model, x_test, y_test, task)
     result.seconds = time.perf_counter() - started
-    say(f"winner: {best.description}: {result.speedup or 1:.2f}x faster, test accuracy "
-        f"{result.test_accuracy:.4f} (original {result.original_test_accuracy:.4f})")
+    say(f"winner: {best.description}: {result.speedup or 1:.2f}x faster, test {metric} "
+        f"{result.test_accuracy:.4f} (original {result.original_test_accuracy:.4f})"
+        + ("; some figures were taken while other work competed for the cores" if result.flagged else ""))
+    say.close()
     return result
-
-
-def _mark(candidates: list[Candidate], original: Candidate, floor: float) -> None:
-    """Verdicts, the Pareto front (latency vs accuracy) and the winner."""
-    from trimnet.report.plots import pareto_front
-
-    timed = [c for c in candidates if c.latency_ms is not None and c.val_accuracy is not None]
-    for i in pareto_front([(c.latency_ms, c.val_accuracy) for c in timed]):
-        timed[i].pareto = True
-    ok = [c for c in timed if c.accepted and not c.original]
-    best = min(ok, key=lambda c: c.latency_ms, default=None)
-    if best is None or best.latency_ms >= original.latency_ms:
-        best = original  # never hand back something slower than what came in
-    best.winner = True
-    for c in candidates:
-        if c.verdict:
-            continue
-        if c.winner:
-            c.verdict = "winner" if not c.original else "kept: nothing faster stayed within the budget"
-        elif c.original:
-            c.verdict = "baseline"
-        elif c.val_accuracy is not None and c.val_accuracy < floor:
-            c.verdict = "over the accuracy budget"
-        elif c.latency_ms is not None and best.latency_ms is not None:
-            # like with like: a finalist against the final round, the others against the sweep
-            ref = best.latency_ms if c.sweep_latency_ms is not None else (best.sweep_latency_ms or best.latency_ms)
-            c.verdict = f"{c.latency_ms / ref:.2f}x the winner's latency"
-
-
-FINALISTS = 6  # at most this many accepted candidates are timed again, side by side with the original
-FINALIST_SPREAD = 3.0  # ... those within this factor of the fastest sweep latency
-
-
-def _final_round(candidates: list[Candidate], original: Candidate, model: nn.Module, fused: dict[str, nn.Module],
-                 data: Dataset, cfg: OptimizeConfig, example: torch.Tensor, say: Callable[[str], None]) -> None:
-    """Time the original and the fastest accepted candidates again, interleaved in rounds.
-
-    Each candidate of the sweep is timed alone, one after another, so load that comes and
-    goes on a shared machine can swap two close candidates. The finalists' latencies are
-    replaced by the median of per-round medians measured side by side, which is what the
-    winner is then chosen on (and compared with the original on).
-    """
-    from trimnet.runtime import load_runner
-
-    ok = sorted((c for c in candidates if c.accepted and not c.original and c.latency_ms is not None),
-                key=lambda c: c.latency_ms)
-    if not ok:
-        return
-    ok = [c for c in ok if c.latency_ms <= FINALIST_SPREAD * ok[0].latency_ms][:FINALISTS]
-    finalists = [original, *ok]
-    runners = []
-    try:
-        for c in finalists:
-            if c.original:
-                runners.append(load_runner(c.backend, model, example))
-            elif c.precision == "fp32":
-                runners.append(load_runner(c.backend, fused[c.structure], example))
-            else:
-                with _quiet("trimnet.optimize.quantize", "trimnet.optimize.fuse"):
-                    q = _quantize(fused[c.structure], data, c.precision, c.backend, cfg, split="val")
-                runners.append(q.runner())
-        from trimnet.bench.rounds import rounds
-
-        timed = rounds(runners, example.numpy(), seconds=max(0.5, cfg.bench_time_s) * 1.5 * len(finalists))
-    finally:
-        for r in runners:
-            r.close()
-    for c, times in zip(finalists, timed):
-        c.sweep_latency_ms = c.latency_ms
-        c.latency_ms = statistics.median(times)
-    say("finalists timed side by side: " + "; ".join(f"{c.description} {c.latency_ms:.3f} ms" for c in finalists))
 
 
 def _what(structure: str) -> str:
@@ -339,15 +279,18 @@ def _size(model: nn.Module, example: torch.Tensor) -> dict:
     return {"macs": int(p.macs), "params": int(p.params)}
 
 
-def _torch_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    from trimnet.train.evaluate import logits_of
+def _torch_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Any = None) -> float:
+    """The task's metric (accuracy for classification) of the eager model."""
+    from trimnet.train.evaluate import task_score
 
-    return float((logits_of(model, x).argmax(1) == y).float().mean())
+    return task_score(model, x, y, task)
 
 
-def _runner_accuracy(run, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
-    preds = [np.asarray(run(x[i:i + batch].numpy())).argmax(1) for i in range(0, len(x), batch)]
-    return float((np.concatenate(preds) == y.numpy()).mean())
+def _runner_accuracy(run, x: torch.Tensor, y: torch.Tensor, task: Any = None, batch: int = 512) -> float:
+    """The task's metric of the model as a runtime runs it."""
+    from trimnet.train.evaluate import runner_score
+
+    return runner_score(run, x, y, task, batch)
 
 
 def _latency(runner, example: torch.Tensor, backend: str, cfg: OptimizeConfig) -> dict:
@@ -355,21 +298,22 @@ def _latency(runner, example: torch.Tensor, backend: str, cfg: OptimizeConfig) -
     from trimnet.bench.harness import BackendSpec, measure_runner
 
     bench = BenchConfig(min_time_s=cfg.bench_time_s, max_time_s=max(cfg.bench_time_s * 4, 2.0), warmup_max_s=2.0)
-    m = measure_runner(runner, example.numpy(), bench, BackendSpec.parse(backend))
-    return {"latency_ms": m.latency_ms["p50"], "p99_ms": m.latency_ms["p99"], "throughput": m.throughput}
+    m = measure_runner(runner, example.numpy(), bench, BackendSpec.parse(backend), cfg.threads)
+    return {"latency_ms": m.latency_ms["p50"], "p99_ms": m.latency_ms["p99"], "throughput": m.throughput,
+            "flagged": m.flagged}
 
 
 def _measure_fp32(model: nn.Module, label: str, structure: str, backend: str, cfg: OptimizeConfig,
-                  x_val, y_val, example, cache: "_Cache") -> Candidate:
+                  x_val, y_val, example, cache: "_Cache", task: Any = None) -> Candidate:
     hit = cache.get(label, cfg, model)
     if hit is not None:
         return hit
     from trimnet.runtime import load_runner
 
     t0 = time.perf_counter()
-    runner = load_runner(backend, model, example)
+    runner = load_runner(backend, model, example, threads=cfg.threads)
     try:
-        acc = _runner_accuracy(runner.run, x_val, y_val)
+        acc = _runner_accuracy(runner.run, x_val, y_val, task)
         timing = _latency(runner, example, backend, cfg)
     finally:
         runner.close()
@@ -379,19 +323,20 @@ def _measure_fp32(model: nn.Module, label: str, structure: str, backend: str, cf
     return c
 
 
-def _quantize(model: nn.Module, data: Dataset, precision: str, backend: str, cfg: OptimizeConfig, split: str):
+def _quantize(model: nn.Module, data: Dataset, precision: str, backend: str, cfg: OptimizeConfig, split: str,
+              task: Any = None):
     """``quantize`` measuring accuracy on ``split`` (it reports on its dataset's test split)."""
     from trimnet.optimize.quantize import QuantizeConfig, quantize
 
     if split == "val":
         data = dataclasses.replace(data, x_test=data.x_val, y_test=data.y_val)
     qcfg = QuantizeConfig(precision=precision, backend=backend, fuse=False, keep_slower=True,
-                          batch_sizes=(cfg.batch,), bench_time_s=cfg.bench_time_s, seed=cfg.seed)
-    return quantize(model, data, qcfg)
+                          batch_sizes=(cfg.batch,), bench_time_s=cfg.bench_time_s, seed=cfg.seed, threads=cfg.threads)
+    return quantize(model, data, qcfg, task=task)
 
 
 def _measure_lowp(model: nn.Module, data: Dataset, label: str, structure: str, precision: str, backend: str,
-                  cfg: OptimizeConfig, cache: "_Cache") -> "Candidate | _Skip":
+                  cfg: OptimizeConfig, cache: "_Cache", task: Any = None) -> "Candidate | _Skip":
     """The candidate, or why it is not one."""
     from trimnet.errors import TrimnetError
 
@@ -404,14 +349,14 @@ def _measure_lowp(model: nn.Module, data: Dataset, label: str, structure: str, p
 
     try:
         with _quiet("trimnet.optimize.quantize", "trimnet.optimize.fuse"):
-            q = _quantize(model, data, precision, backend, cfg, split="val")
+            q = _quantize(model, data, precision, backend, cfg, split="val", task=task)
     except (ParityMismatch, AccuracyDropError) as why:  # this model at this precision: not a candidate
         return _Skip(str(why), backend_wide=False)
     except TrimnetError as why:  # this precision does not run on this backend here (missing tool, ...)
         return _Skip(str(why), backend_wide=True)
     if q.kept != precision:  # the runtime ran fp32 anyway: nothing new to measure
         return _Skip(q.reason or "the runtime ran fp32", backend_wide=True)
-    with q.runner() as runner:
+    with q.runner(cfg.threads) as runner:
         timing = _latency(runner, example, backend, cfg)
     c = Candidate(name=label, description=label, structure=structure, precision=precision, backend=backend,
                   val_accuracy=q.accuracy_after, **_size(model, example), **timing,
@@ -421,7 +366,7 @@ def _measure_lowp(model: nn.Module, data: Dataset, label: str, structure: str, p
 
 
 def _pruned(model: nn.Module, data: Dataset, criterion: str, ratio: float, cfg: OptimizeConfig,
-            cache: "_Cache", key: str, epochs: int) -> tuple[nn.Module, dict]:
+            cache: "_Cache", key: str, epochs: int, task: Any = None) -> tuple[nn.Module, dict]:
     """Prune + fine-tune, or load the cached result of an earlier run."""
     from trimnet.artifact import load_artifact, save_artifact
     from trimnet.optimize.finetune import FinetuneConfig
@@ -429,7 +374,7 @@ def _pruned(model: nn.Module, data: Dataset, criterion: str, ratio: float, cfg: 
 
     where = cache.dir / key if cache.dir else None
     settings = {"criterion": criterion, "ratio": ratio, "epochs": epochs, "seed": cfg.seed,
-                "model": _fingerprint(model)}
+                "model": _fingerprint(model), "task": cache.tag}
     if where is not None and (where / "model.json").exists():
         art = load_artifact(where)
         if art.meta.get("search_settings") == settings:
@@ -437,12 +382,13 @@ def _pruned(model: nn.Module, data: Dataset, criterion: str, ratio: float, cfg: 
     pcfg = PruneConfig(criterion=criterion, ratio=ratio,
                        finetune=FinetuneConfig(epochs=epochs, seed=cfg.seed))
     with _quiet("trimnet.train", "trimnet.prune"):
-        result = prune(model, data, pcfg)
+        result = prune(model, data, pcfg, task=task)
     record = result.to_dict()
     if where is not None:
         save_artifact(result.model, where, in_shape=data.in_shape, class_names=data.class_names,
                       normalization=data.normalization,
-                      extra={"search_settings": settings, "prune_record": record, "kind": data.kind})
+                      extra={"search_settings": settings, "prune_record": record, "kind": data.kind,
+                             "task": cache.tag})
     return result.model.eval(), record
 
 
@@ -491,14 +437,15 @@ def _fingerprint(model: nn.Module) -> str:
 class _Cache:
     """Finished candidates as JSON, keyed by label + settings + the exact weights measured."""
 
-    def __init__(self, directory: Path | None):
+    def __init__(self, directory: Path | None, tag: dict | None = None):
         self.dir = directory
+        self.tag = tag or {}  # the task and metric that measured: another metric measures again
 
     def _file(self, label: str, cfg: OptimizeConfig, model: nn.Module) -> Path | None:
         if self.dir is None:
             return None
-        key = json.dumps({"label": label, "batch": cfg.batch, "bench_time_s": cfg.bench_time_s,
-                          "model": _fingerprint(model)}, sort_keys=True)
+        key = json.dumps({"label": label, "batch": cfg.batch, "bench_time_s": cfg.bench_time_s, "threads": cfg.threads,
+                          "model": _fingerprint(model), "task": self.tag}, sort_keys=True)
         return self.dir / "measured" / (hashlib.sha256(key.encode()).hexdigest()[:20] + ".json")
 
     def get(self, label: str, cfg: OptimizeConfig, model: nn.Module) -> Candidate | None:

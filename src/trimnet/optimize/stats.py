@@ -214,12 +214,15 @@ def activation_stats(model: nn.Module, data: Any, *, samples: int = 1024, batch_
 
     ``data`` is a ``Dataset`` (its ``split``, train by default) or a tensor of inputs.
     ``gradients=True`` also collects first-order Taylor scores (activation x gradient of
-    the cross-entropy on the labels, so it needs a Dataset) and the weight gradients.
+    the task's loss on the targets, so it needs a Dataset) and the weight gradients.
     The model is run in eval mode and left as it was.
     """
     if batch_size < 1:
         raise ConfigError(f"calibration batch size must be >= 1; got {batch_size}")
     x, y = calibration_inputs(data, samples, split)
+    from trimnet.tasks import task_for
+
+    task_loss = task_for(data if hasattr(data, "task") else None).loss
     if gradients and y is None:
         raise DataError("gradient statistics (the taylor criterion) need labels; pass a Dataset, not a tensor")
     sources = _sources(model)
@@ -240,7 +243,8 @@ def activation_stats(model: nn.Module, data: Any, *, samples: int = 1024, batch_
                     model(xb)
                 continue
             with torch.enable_grad():
-                loss = nn.functional.cross_entropy(model(xb), y[i:i + batch_size].to(device), reduction="sum")
+                # the task's loss summed over the batch (cross-entropy for classification, MSE for regression)
+                loss = task_loss(model(xb), y[i:i + batch_size].to(device)) * len(xb)
                 got = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
             for (name, _), g in zip(params.items(), got):
                 if g is not None:

@@ -68,12 +68,17 @@ def export(
 ) -> ExportResult:
     """Export ``model`` (an ``nn.Module`` or an ``Artifact``) to ``path`` and check it against PyTorch.
 
+    An ``OptimizeResult`` exports its winner as it ships (an int8 winner's own file) and
+    returns the path written.
+
     The format follows ``format`` or the suffix of ``path`` (``.onnx``, ``.xml``); a directory
     gets ``model.onnx`` / ``model.xml``. The check runs seeded random inputs and the real
     ones given as ``inputs`` or ``dataset`` (its test split); a failure raises ``ParityError``.
     """
     from trimnet.artifact import Artifact
 
+    if hasattr(model, "shipped") and hasattr(model, "export"):  # an OptimizeResult: export what ships
+        return model.export(path, example_inputs)
     start = time.perf_counter()
     if isinstance(model, Artifact):
         art = model
@@ -82,6 +87,9 @@ def export(
         normalization = normalization if normalization is not None else art.normalization
         example_inputs = example_inputs if example_inputs is not None else art.example_inputs(2)
         metadata = {"arch": art.meta.get("arch"), **(metadata or {})}
+    from trimnet.models.families import as_module
+
+    model = as_module(model, dataset, example_inputs)
     if dataset is not None:
         class_names = class_names or dataset.class_names
         normalization = normalization if normalization is not None else dataset.normalization
@@ -95,7 +103,7 @@ def export(
         export_onnx_file(model, path, example_inputs, opset=opset, metadata=meta)
     else:
         export_openvino_file(model, path, example_inputs, opset=opset, precision=precision, metadata=meta)
-    checks = random_inputs(example_inputs.shape[1:]) + real_inputs(inputs, dataset)
+    checks = random_inputs(example_inputs.shape[1:], model=model) + real_inputs(inputs, dataset)
     report = check_file(model, path, checks, precision=precision)
     return ExportResult(path=path, format=fmt, precision=precision, opset=opset, parity=report, metadata=meta,
                         seconds=time.perf_counter() - start)
@@ -152,7 +160,13 @@ def export_onnx_file(model: nn.Module, path: str | Path, example_inputs: torch.T
         except Exception as exc:  # the exporter raises many types; the user needs the operator it names
             raise ExportError(export_failure(model, exc, opset)) from None
     program.model.metadata_props.update(metadata or {})
-    program.save(str(path), external_data=large)
+    if large:  # weights beside the graph: several files, written in place
+        program.save(str(path), external_data=True)
+        return path
+    from trimnet.files import atomic_path
+
+    with atomic_path(path) as tmp:  # never a truncated model.onnx (full disk, kill)
+        program.save(str(tmp))
     return path
 
 
@@ -244,6 +258,8 @@ def _quiet_exporter() -> Iterator[None]:
 def _example(model: nn.Module, example_inputs: torch.Tensor | None) -> torch.Tensor:
     if example_inputs is not None:
         return torch.as_tensor(example_inputs).float()
+    if hasattr(model, "sample_inputs"):
+        return model.sample_inputs(2, torch.Generator().manual_seed(0))
     in_shape = getattr(model, "in_shape", None)
     if not in_shape:
         raise ConfigError(f"pass example_inputs: {type(model).__name__} does not record its input shape")

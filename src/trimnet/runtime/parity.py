@@ -109,9 +109,12 @@ def reference_outputs(model: nn.Module, x: torch.Tensor) -> np.ndarray:
 
 
 def random_inputs(in_shape: Sequence[int], batches: Sequence[int] = (1, 3),
-                  seed: int = 0) -> list[tuple[str, torch.Tensor]]:
-    """Seeded standard-normal inputs (models see normalized data) at a few batch sizes."""
+                  seed: int = 0, model: nn.Module | None = None) -> list[tuple[str, torch.Tensor]]:
+    """Seeded standard-normal inputs (models see normalized data) at a few batch sizes; a model
+    that reads something else (token ids) draws its own through ``sample_inputs``."""
     g = torch.Generator().manual_seed(seed)
+    if model is not None and hasattr(model, "sample_inputs"):
+        return [(f"random batch {b}", model.sample_inputs(b, g)) for b in batches]
     return [(f"random batch {b}", torch.randn((b, *in_shape), generator=g)) for b in batches]
 
 

@@ -1,4 +1,4 @@
-"""The HTTP app: KServe v2 routes over one dynamic batcher per model, metrics, limits and authentication.
+"""The HTTP app: the KServe v2 REST routes (and Triton's extensions) over the shared ``Service``.
 
 Errors answer ``{"error": message}`` with a 4xx status, or 503 (with ``Retry-After``) when
 the server is full or shutting down; a request cannot make it answer any other 5xx.
@@ -14,20 +14,23 @@ import logging
 import time
 from typing import Any, Iterable
 
-from trimnet.serve.batcher import Batcher, BatcherClosed, QueueFull
 from trimnet.serve.config import ServeConfig
 from trimnet.serve.metrics import Metrics
-from trimnet.serve.model import ServedModel, load_model
-from trimnet.serve.protocol import (
-    ERROR_SCHEMA, INFER_REQUEST_SCHEMA, INFER_RESPONSE_SCHEMA, RequestError, error_body, infer_response,
-    model_metadata, parse_infer,
+from trimnet.serve.model import ServedModel
+from trimnet.serve.protocol import RequestError, error_body
+from trimnet.serve.rest import (
+    ERROR_SCHEMA, HEADER_LENGTH, INFER_REQUEST_SCHEMA, INFER_RESPONSE_SCHEMA, encode_response, parse_infer,
 )
+from trimnet.serve.service import VERSION, Service
 
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 SHUTDOWN_TIMEOUT_S = 30.0
 INFER_PATH = "/v2/models/{name}/infer"
+INFER_PATHS = (INFER_PATH, "/v2/models/{name}/versions/{version}/infer")
+HEADER_LENGTH_KEY = HEADER_LENGTH.encode()
+EXTENSIONS = ("binary_tensor_data", "classification", "model_repository", "statistics", "model_configuration")
 ROUTE_KEY = "trimnet.route"  # where InferEndpoint names its route for the metrics (Starlette routes do not)
 
 
@@ -40,12 +43,18 @@ ERRORS = {code: {"description": why, **_json_content(ERROR_SCHEMA)} for code, wh
     401: "a token is configured and the request lacks it",
     404: "no model of that name",
     413: "the request body (or its sample count) is too large",
+    422: "the model's outputs for these inputs are NaN or infinite, which JSON cannot carry (ask for binary)",
     503: "the queue is full or the server is shutting down; retry after Retry-After seconds",
 }.items()}
 
 
-def create_app(models: Iterable[ServedModel | Any], config: ServeConfig | None = None):
-    """A FastAPI app serving ``models`` (``ServedModel``s, run directories or ``Artifact``s; torch backend)."""
+def create_app(models: Iterable[ServedModel | Any], config: ServeConfig | None = None, *,
+               grpc_address: str | None = None, shutdown_timeout: float = SHUTDOWN_TIMEOUT_S):
+    """A FastAPI app serving ``models`` (``ServedModel``s, run directories or ``Artifact``s; torch backend).
+
+    ``grpc_address`` (``host:port``, port 0: any free one) also serves the KServe v2 gRPC API from
+    the same event loop and batchers while the app runs (needs the ``grpc`` extra).
+    """
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
@@ -53,44 +62,33 @@ def create_app(models: Iterable[ServedModel | Any], config: ServeConfig | None =
     from starlette.routing import Route
 
     from trimnet import __version__
-    from trimnet.errors import ConfigError
 
     config = config or ServeConfig()
-    served: dict[str, ServedModel] = {}
-    owned: list[ServedModel] = []  # loaded here, so closed here; the caller closes the ServedModels it passed
-    for m in models:
-        if not isinstance(m, ServedModel):
-            m = load_model(m)
-            owned.append(m)
-        if m.name in served:
-            raise ConfigError(f"two models are named {m.name!r}; give them different names (--name)")
-        served[m.name] = m
-    if not served:
-        raise ConfigError("serve needs at least one model (a run directory)")
-    metrics = Metrics(served, config.max_batch)
-    batchers = {name: Batcher(m.infer, max_batch=config.max_batch, max_delay_s=config.max_delay_s,
-                              max_queue=config.max_queue, name=name, observer=metrics.observer(name))
-                for name, m in served.items()}
-    for name, b in batchers.items():
-        metrics.watch_queue(name, lambda b=b: b.queued)
-    state = {"ready": True}
+    service = Service(models, config)
+    served = service.models
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        state["ready"] = True
-        for b in batchers.values():
-            b.start()
+        service.start()
+        grpc_server = None
+        if grpc_address is not None:
+            from trimnet.serve.grpc_server import start_grpc
+
+            grpc_server, port = await start_grpc(service, grpc_address)
+            app.state.grpc_port = port
+            log.info("gRPC listening on %s:%d", grpc_address.rpartition(":")[0], port)
         log.info("serving %s (max_batch %d, max_delay %g ms)", ", ".join(served), config.max_batch,
                  config.max_delay_ms)
         try:
             yield
         finally:
             # the HTTP server has stopped taking requests and waited for those in flight; finish the queue
-            state["ready"] = False
-            for b in batchers.values():
-                await b.close(timeout=SHUTDOWN_TIMEOUT_S)
-            for m in owned:
-                m.close()
+            if not service.draining:
+                await service.drain(shutdown_timeout)
+            if grpc_server is not None:
+                await grpc_server.stop(grace=1.0)
+            await service.close_batchers(timeout=0)
+            service.close_models()
             log.info("stopped serving %s", ", ".join(served))
 
     extra: dict[str, Any] = {}
@@ -102,10 +100,11 @@ def create_app(models: Iterable[ServedModel | Any], config: ServeConfig | None =
                               "raw, as in the training files: the server applies each model's training "
                               "normalization unless the request sets parameters.normalize to false.")
     app.state.config = config
-    app.state.metrics = metrics
-    app.state.batchers = batchers
+    app.state.service = service
+    app.state.metrics = service.metrics
+    app.state.batchers = service.batchers
     app.state.models = served
-    app.add_middleware(Gate, metrics=metrics, token=config.token, max_inflight=config.max_inflight,
+    app.add_middleware(Gate, metrics=service.metrics, token=config.token, max_inflight=config.max_inflight,
                        retry_after=config.retry_after_s)
 
     def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -129,15 +128,12 @@ def create_app(models: Iterable[ServedModel | Any], config: ServeConfig | None =
         log.error("unhandled error on %s", request.url.path, exc_info=exc)
         return error(500, "internal error; see the server log")
 
-    def model_of(name: str) -> ServedModel:
-        model = served.get(name)
-        if model is None:
-            raise RequestError(f"no model named {name[:100]!r}; this server has: {', '.join(served)}", status=404)
-        return model
+    def not_ready() -> JSONResponse:
+        return error(503, "shutting down", {"Retry-After": str(config.retry_after_s)})
 
     @app.get("/v2", summary="server metadata")
     async def server_metadata():
-        return {"name": "trimnet", "version": __version__, "extensions": []}
+        return {"name": "trimnet", "version": __version__, "extensions": list(EXTENSIONS)}
 
     @app.get("/v2/health/live", summary="the process is up")
     async def live():
@@ -145,58 +141,65 @@ def create_app(models: Iterable[ServedModel | Any], config: ServeConfig | None =
 
     @app.get("/v2/health/ready", summary="every model can take requests", responses={503: ERRORS[503]})
     async def ready():
-        if not state["ready"]:
-            return error(503, "shutting down")
-        return {"ready": True}
+        return {"ready": True} if service.ready else not_ready()
 
-    @app.get("/v2/models/{name}", summary="model metadata: input and outputs, shapes, datatypes",
-             responses={404: ERRORS[404]})
-    async def metadata(name: str):
-        model = model_of(name)
-        params = {"max_batch": config.max_batch, "normalize": config.normalize, "top_k": config.top_k,
-                  "backend": model.info.get("backend"), "normalization": model.info.get("normalization")}
-        return model_metadata(model.name, model.in_shape, model.class_names, model.platform, params)
+    @app.get("/v2/models/stats", summary="statistics of every model (Triton's statistics extension)")
+    async def all_stats():
+        return service.statistics()
 
-    @app.get("/v2/models/{name}/ready", summary="the model can take requests", responses={404: ERRORS[404]})
-    async def model_ready(name: str):
-        model_of(name)
-        if not state["ready"]:
-            return error(503, "shutting down")
-        return {"name": name, "ready": True}
+    @app.post("/v2/repository/index", summary="the served models and their state (model repository extension)")
+    async def repository_index():
+        return service.index()
 
-    async def infer(name: str, body: bytes) -> dict:
-        model = model_of(name)
-        req = parse_infer(body, model.in_shape, len(model.class_names), normalize=config.normalize,
-                          top_k=config.top_k)
-        if len(req.x) > config.max_queue:
-            raise RequestError(f"the request holds {len(req.x)} samples; this server queues at most "
-                               f"{config.max_queue}; send at most that many per request", status=413)
-        x = model.preprocess(req.x) if req.normalize and model.preprocess is not None else req.x
-        try:
-            probabilities = await batchers[name].submit(x)
-        except QueueFull:
-            raise RequestError(f"the server is at capacity ({config.max_queue} samples queued for {name}); "
-                               f"retry after {config.retry_after_s} s", 503,
-                               {"Retry-After": str(config.retry_after_s)}) from None
-        except BatcherClosed:
-            raise RequestError("the server is shutting down", 503,
-                               {"Retry-After": str(config.retry_after_s)}) from None
-        return infer_response(name, req, probabilities, model.class_names)
+    @app.post("/v2/repository/models/{name}/load", summary="not supported: the models are fixed at start",
+              responses={400: ERRORS[400], 404: ERRORS[404]})
+    @app.post("/v2/repository/models/{name}/unload", summary="not supported: the models are fixed at start",
+              responses={400: ERRORS[400], 404: ERRORS[404]})
+    async def load_unload(name: str):
+        service.model(name)
+        raise RequestError("this server serves the models it was started with and does not load or unload "
+                           "models; restart `trimnet serve` with the run directories you want")
+
+    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        @app.get(prefix, summary="model metadata: input and outputs, shapes, datatypes",
+                 responses={404: ERRORS[404]})
+        async def metadata(name: str, version: str | None = None):
+            return service.metadata(service.model(name, version))
+
+        @app.get(prefix + "/ready", summary="the model can take requests", responses={404: ERRORS[404], 503: ERRORS[503]})
+        async def model_ready(name: str, version: str | None = None):
+            service.model(name, version)
+            return {"name": name, "ready": True} if service.ready else not_ready()
+
+        @app.get(prefix + "/config", summary="the model configuration, as Triton's ModelConfig JSON",
+                 responses={404: ERRORS[404]})
+        async def config_of(name: str, version: str | None = None):
+            return service.model_config(service.model(name, version))
+
+        @app.get(prefix + "/stats", summary="the model's statistics (Triton's statistics extension)",
+                 responses={404: ERRORS[404]})
+        async def stats_of(name: str, version: str | None = None):
+            return service.statistics(name, version)
 
     # Requests are served by InferEndpoint, a plain ASGI app ahead of FastAPI's router: FastAPI's
     # per-request machinery (dependency solving, telemetry, exit stacks) cost more server time than
-    # parsing and batching together (benchmarks/serve_load.py). This route documents it in /openapi.json.
-    @app.post(INFER_PATH, summary="class probabilities and top-k classes for a batch of inputs",
-              openapi_extra={"requestBody": {"required": True, **_json_content(INFER_REQUEST_SCHEMA)}},
-              responses={200: _json_content(INFER_RESPONSE_SCHEMA), **{c: ERRORS[c] for c in (400, 404, 413, 503)}})
-    async def infer_documented(name: str, request: Request):  # pragma: no cover - shadowed by InferEndpoint
-        return JSONResponse(await infer(name, await read_body(request, config.max_body_bytes)))
+    # parsing and batching together (benchmarks/serve_load.py). These routes document it in /openapi.json.
+    for path in INFER_PATHS:
+        @app.post(path, summary="class probabilities and top-k classes for a batch of inputs",
+                  openapi_extra={"requestBody": {"required": True, "content": {
+                      "application/json": {"schema": INFER_REQUEST_SCHEMA},
+                      "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+                  responses={200: _json_content(INFER_RESPONSE_SCHEMA),
+                             **{c: ERRORS[c] for c in (400, 404, 413, 422, 503)}})
+        async def infer_documented(name: str, request: Request):  # pragma: no cover - shadowed by InferEndpoint
+            raise RequestError("unreachable")
 
-    app.router.routes.insert(0, Route(INFER_PATH, InferEndpoint(infer, config.max_body_bytes), methods=["POST"]))
+    for path in INFER_PATHS:
+        app.router.routes.insert(0, Route(path, InferEndpoint(service, path), methods=["POST"]))
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus():
-        data, content_type = metrics.render()
+        data, content_type = service.metrics.render()
         return Response(data, media_type=content_type)
 
     return app
@@ -232,25 +235,55 @@ async def receive_body(scope, receive, limit: int) -> bytes:
 
 
 class InferEndpoint:
-    """``POST /v2/models/{name}/infer`` as a plain ASGI app: read, ``infer``, answer JSON (or ``{"error"}``)."""
+    """``POST .../infer`` as a plain ASGI app: admit, read, parse, batch, answer (JSON or binary)."""
 
-    def __init__(self, infer, max_body_bytes: int):
-        self.infer = infer
-        self.max_body_bytes = max_body_bytes
+    def __init__(self, service: Service, route: str):
+        self.service = service
+        self.route = route
 
     async def __call__(self, scope, receive, send):
-        scope[ROUTE_KEY] = INFER_PATH
+        scope[ROUTE_KEY] = self.route
+        service = self.service
         headers: dict[str, str] = {}
+        header_length = None
+        params = scope["path_params"]
         try:
-            body = await receive_body(scope, receive, self.max_body_bytes)
-            status, payload = 200, await self.infer(scope["path_params"]["name"], body)
+            try:
+                model = service.model(params["name"], params.get("version"))
+                service.admit(model.name)  # from the path alone: a full queue costs no parsing
+            except RequestError:
+                await drain_body(receive)  # unread, so that the connection can carry the next request
+                raise
+            body = await receive_body(scope, receive, service.config.max_body_bytes)
+            length = None
+            for key, value in scope["headers"]:
+                if key == HEADER_LENGTH_KEY:
+                    length = value.decode("latin-1")
+            req = parse_infer(body, service.specs[model.name], normalize=service.config.normalize,
+                              top_k=service.config.top_k, header_length=length)
+            tensors = await service.infer(model, req)
+            status = 200
+            data, header_length = encode_response(model.name, VERSION, req, tensors)
         except RequestError as exc:
-            status, payload, headers = exc.status, error_body(str(exc)), exc.headers
-        data = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-                                *((k.lower().encode(), v.encode()) for k, v in headers.items())]})
+            status, headers = exc.status, exc.headers
+            data = json.dumps(error_body(str(exc)), ensure_ascii=False).encode()
+        out = [(b"content-length", str(len(data)).encode()),
+               *((k.lower().encode(), v.encode()) for k, v in headers.items())]
+        if header_length is None:
+            out.append((b"content-type", b"application/json"))
+        else:
+            out += [(b"content-type", b"application/octet-stream"),
+                    (HEADER_LENGTH_KEY, str(header_length).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": data})
+
+
+async def drain_body(receive) -> None:
+    """Read and drop a request body (a refused request's), so the connection can carry the next one."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 class Gate:

@@ -3,7 +3,9 @@
 One worker coroutine per model takes samples off the queue and runs them in one dedicated
 thread, so the event loop keeps reading requests while the model computes. A batch starts
 when ``max_batch`` samples are waiting or when the oldest has waited ``max_delay``,
-whichever comes first; while the model is busy, arrivals pile up and go together next.
+whichever comes first; while the model is busy, arrivals pile up and go together next (one
+batch may wait in the model's thread behind the running one, so the model never waits for
+the event loop).
 Requests larger than ``max_batch`` are cut across batches and put back together. The
 queue is bounded in samples: past ``max_queue``, ``submit`` raises ``QueueFull``.
 """
@@ -21,6 +23,10 @@ from typing import Callable, Protocol
 import numpy as np
 
 log = logging.getLogger(__name__)
+# Batches handed to the model's thread at once: with two, the next batch is already waiting in the
+# thread when one finishes, so the model does not sit idle until the event loop (busy reading
+# hundreds of connections) gets round to collecting the answers and taking the next batch.
+PIPELINE = 2
 
 
 class QueueFull(Exception):
@@ -32,7 +38,7 @@ class BatcherClosed(Exception):
 
 
 class BatchObserver(Protocol):
-    def batch(self, size: int, seconds: float) -> None: ...
+    def batch(self, size: int, seconds: float, requests: int) -> None: ...
     def queued(self, seconds: float) -> None: ...
 
 
@@ -85,7 +91,7 @@ class Batcher:
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._closing = False
-        self._busy = False
+        self._running = 0  # batches handed to the model's thread and not yet answered
 
     @property
     def queued(self) -> int:
@@ -93,7 +99,7 @@ class Batcher:
 
     @property
     def idle(self) -> bool:
-        return not self._queue and not self._busy
+        return not self._queue and not self._running
 
     def start(self) -> None:
         """Start the worker on the running event loop (``submit`` does this on first use)."""
@@ -159,26 +165,42 @@ class Batcher:
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                await self._sleep(1, None)
-                continue
-            if self._queued < self.max_batch and not self._closing:
-                wait = self._queue[0].job.enqueued + self.max_delay_s - loop.time()
-                if wait > 0:
-                    await self._sleep(self.max_batch, wait)
+        running: set[asyncio.Task] = set()
+        try:
+            while True:
+                if not self._queue:
+                    if self._closing:
+                        break
+                    await self._sleep(1, None)
                     continue
-            batch = self._take()
-            if batch:
-                self._busy = True
-                try:
-                    await self._run(batch)
-                except Exception:  # never let the worker die: the next batch may well succeed
-                    log.exception("batcher %s: a batch failed", self.name)
-                finally:
-                    self._busy = False
+                if self._queued < self.max_batch and not self._closing:
+                    wait = self._queue[0].job.enqueued + self.max_delay_s - loop.time()
+                    if wait > 0:
+                        await self._sleep(self.max_batch, wait)
+                        continue
+                if len(running) >= PIPELINE:
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    continue  # more may have arrived meanwhile: take the next batch as it is now
+                batch = self._take()
+                if batch:
+                    task = loop.create_task(self._run_logged(batch))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+        except asyncio.CancelledError:
+            for task in running:
+                task.cancel()
+            raise
+
+    async def _run_logged(self, batch: list[_Slice]) -> None:
+        self._running += 1
+        try:
+            await self._run(batch)
+        except Exception:  # never let the worker die: the next batch may well succeed
+            log.exception("batcher %s: a batch failed", self.name)
+        finally:
+            self._running -= 1
 
     def _take(self) -> list[_Slice]:
         """Up to ``max_batch`` samples from the head of the queue, cutting the last request if needed."""
@@ -208,11 +230,10 @@ class Batcher:
         parts = [s.job.x[s.start:s.stop] for s in batch]
         x = parts[0] if len(parts) == 1 else np.concatenate(parts)
         size = len(x)
-        t0 = time.perf_counter()
         try:
             if self._executor is None:
                 raise BatcherClosed(f"{self.name} is shut down")
-            y = await loop.run_in_executor(self._executor, self.fn, x)
+            y, seconds = await loop.run_in_executor(self._executor, self._timed, x)
             if len(y) != size:
                 raise RuntimeError(f"the model returned {len(y)} rows for a batch of {size}")
         except BaseException as exc:
@@ -220,7 +241,6 @@ class Batcher:
                 if not s.job.future.done():
                     s.job.future.set_exception(exc if isinstance(exc, Exception) else BatcherClosed(str(exc)))
             raise
-        seconds = time.perf_counter() - t0
         self._record(batch, size, seconds, started)
         offset = 0
         for s in batch:
@@ -237,13 +257,19 @@ class Batcher:
                     job.future.set_result(job.out)
             offset += n
 
+    def _timed(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """``fn(x)`` and the seconds it took, timed in the model's thread (not counting a wait behind another)."""
+        t0 = time.perf_counter()
+        y = self.fn(x)
+        return y, time.perf_counter() - t0
+
     def _record(self, batch: list[_Slice], size: int, seconds: float, started: float) -> None:
         self.stats.batches += 1
         self.stats.samples += size
         self.stats.largest = max(self.stats.largest, size)
         self.stats.sizes[size] += 1
         if self.observer is not None:
-            self.observer.batch(size, seconds)
+            self.observer.batch(size, seconds, len(batch))
             for s in batch:
                 self.observer.queued(started - s.job.enqueued)
 

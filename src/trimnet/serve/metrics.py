@@ -73,7 +73,7 @@ class ModelObserver:
         self._samples = metrics.samples.labels(model)
         self._queue = metrics.queue_time.labels(model)
 
-    def batch(self, size: int, seconds: float) -> None:
+    def batch(self, size: int, seconds: float, requests: int = 1) -> None:
         self._batch.observe(size)
         self._inference.observe(seconds)
         self._samples.inc(size)

@@ -26,6 +26,9 @@ class ServedModel:
     platform: str = "trimnet"
     info: dict = field(default_factory=dict)
     close: Callable[[], None] = lambda: None
+    # a BYTES input: texts -> model inputs (the artifact's tokenizer); None: the model takes numbers only
+    encode_text: Callable[[list[str]], np.ndarray] | None = None
+    input_dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))  # numbers are cast to it
 
 
 def load_model(source: Any, *, name: str | None = None, backend: str = "torch", **options: Any) -> ServedModel:
@@ -44,7 +47,8 @@ def load_model(source: Any, *, name: str | None = None, backend: str = "torch", 
     check_name(name)
     if "dynamic" in get_backend(backend).options:
         options.setdefault("dynamic", True)  # batch sizes vary from call to call: compile once, not per size
-    runner = load_runner(backend, artifact.model, artifact.example_inputs(2), **options)
+    example = artifact.example_inputs(2)
+    runner = load_runner(backend, artifact.model, example, **options)
 
     def infer(x: np.ndarray) -> np.ndarray:
         logits = torch.from_numpy(np.ascontiguousarray(runner.run(x), dtype=np.float32))
@@ -52,9 +56,18 @@ def load_model(source: Any, *, name: str | None = None, backend: str = "torch", 
 
     info = {"backend": backend, "arch": artifact.meta.get("arch"), "run_dir": str(artifact.path),
             "normalization": artifact.meta.get("normalization")}
+    dtype = np.dtype(str(example.dtype).replace("torch.", ""))  # float32, or int64 token ids
     return ServedModel(name=name, infer=infer, in_shape=artifact.in_shape, class_names=artifact.class_names,
-                       preprocess=numpy_preprocess(artifact),
-                       platform=f"trimnet_{backend}", info=info, close=runner.close)
+                       preprocess=numpy_preprocess(artifact), platform=f"trimnet_{backend}", info=info,
+                       close=runner.close, encode_text=text_encoder(artifact), input_dtype=dtype)
+
+
+def text_encoder(artifact) -> Callable[[list[str]], np.ndarray] | None:
+    """``artifact.encode_text`` when the artifact can turn text into model inputs (it has a tokenizer)."""
+    encode = getattr(artifact, "encode_text", None)
+    if not callable(encode) or getattr(artifact, "tokenizer", True) is None:
+        return None
+    return encode
 
 
 def check_name(name: str) -> None:

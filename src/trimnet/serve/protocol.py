@@ -1,14 +1,18 @@
-"""KServe v2 / Open Inference Protocol JSON: check infer requests, build responses and metadata.
+"""The Open Inference Protocol (KServe v2) in plain objects: check inputs, compute the outputs asked for.
 
-Every problem with a request raises ``RequestError`` with the HTTP status to answer and a
-message that names the field at fault. Nothing here knows about HTTP frameworks.
+Both transports meet here: HTTP/REST (``rest.py``: JSON and the binary tensor data
+extension) and gRPC (``grpc_server.py``) turn a request into an ``InferRequest`` with
+``decode_input`` and ``output_request``, and turn the model's probabilities into ``Tensor``s
+with ``outputs``. Every problem with a request raises ``RequestError`` with the HTTP status
+to answer and a message that names the field at fault. Nothing here knows about a framework.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,10 +27,11 @@ OUTPUTS: dict[str, tuple[str, str]] = {
     "classes": ("BYTES", "names of the top-k classes, best first, shape [batch, k]"),
     "confidences": ("FP32", "probabilities of the top-k classes, shape [batch, k]"),
 }
-# JSON numbers arrive as Python floats and ints; these datatypes are read as numbers and run as FP32
-FLOAT_TYPES = ("FP32", "FP64", "FP16")
-DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32",
-             "FP64", "BYTES")
+NUMPY_TYPES = {"BOOL": "?", "UINT8": "u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "INT8": "i1",
+               "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
+DATATYPES = (*NUMPY_TYPES, "BYTES")
+NUMBER_TYPES = tuple(t for t in NUMPY_TYPES if t != "BOOL")  # read as numbers, run as FP32
+CLASSIFIED = "probabilities"  # the output the classification extension (class_count) applies to
 
 
 class RequestError(TrimnetError):
@@ -38,77 +43,130 @@ class RequestError(TrimnetError):
         self.headers = headers or {}
 
 
+@dataclass(frozen=True)
+class OutputRequest:
+    """One requested output: binary (the binary tensor data extension) and class_count (classification)."""
+
+    name: str
+    binary: bool = False
+    class_count: int = 0
+
+
+DEFAULT_OUTPUTS = tuple(OutputRequest(n) for n in OUTPUTS)
+
+
 @dataclass
 class InferRequest:
-    x: np.ndarray  # (batch, *in_shape) float32, finite
+    x: np.ndarray | None = None  # (batch, *in_shape) float32, finite; None when texts came instead
+    texts: list[str] | None = None  # a BYTES input, decoded; the model's encode_text makes x of them
     id: str | None = None
-    outputs: tuple[str, ...] = tuple(OUTPUTS)
+    outputs: tuple[OutputRequest, ...] = DEFAULT_OUTPUTS
     top_k: int = 1
     normalize: bool = True
 
+    @property
+    def batch(self) -> int:
+        return len(self.texts) if self.texts is not None else len(self.x)
 
-def parse_json(body: bytes) -> Any:
+
+@dataclass
+class Tensor:
+    """An output: ``data`` is a numpy array, or a list of ``bytes`` for BYTES."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    data: Any
+    parameters: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the model takes: ``in_shape`` per sample; ``text``: a BYTES input is accepted (encode_text)."""
+
+    in_shape: tuple[int, ...]
+    num_classes: int
+    text: bool = False
+
+
+def parse_json(body: bytes, what: str = "the request body") -> Any:
     if not body:
-        raise RequestError("the request body is empty; send a JSON object with 'inputs'")
+        raise RequestError(f"{what} is empty; send a JSON object with 'inputs'")
     try:
         return json.loads(body)
     except RecursionError:
-        raise RequestError("the request body is nested too deeply to be a KServe v2 request") from None
+        raise RequestError(f"{what} is nested too deeply to be a KServe v2 request") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int too large
-        raise RequestError(f"the request body is not valid JSON: {exc}") from None
+        raise RequestError(f"{what} is not valid JSON: {exc}") from None
 
 
-def parse_infer(body: bytes, in_shape: Sequence[int], num_classes: int, *, normalize: bool = True,
-                top_k: int = 1) -> InferRequest:
-    """Check a v2 infer request body against the model's input; defaults come from the server."""
-    req = parse_json(body)
-    if not isinstance(req, dict):
-        raise RequestError(f"the request body must be a JSON object with 'inputs', not {_kind(req)}")
-    request_id = req.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise RequestError(f"'id' must be a string, not {_kind(request_id)}")
-    params = req.get("parameters", {})
-    if params is None:
-        params = {}
-    if not isinstance(params, dict):
-        raise RequestError(f"'parameters' must be an object, not {_kind(params)}")
+def request_options(params: Any, num_classes: int, *, normalize: bool, top_k: int) -> tuple[bool, int]:
+    """``parameters.normalize`` and ``parameters.top_k`` of a request, the server's defaults where absent."""
     normalize = params.get("normalize", normalize)
     if not isinstance(normalize, bool):
-        raise RequestError(f"parameters.normalize must be true or false, not {normalize!r}")
+        raise RequestError(f"parameters.normalize must be true or false, not {_short(normalize)}")
     top_k = params.get("top_k", min(top_k, num_classes))
     if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= num_classes:
         raise RequestError(f"parameters.top_k must be an integer from 1 to {num_classes} (the model's classes), "
-                           f"not {top_k!r}")
-    return InferRequest(x=_parse_inputs(req.get("inputs"), tuple(in_shape)), id=request_id,
-                        outputs=_parse_outputs(req.get("outputs")), top_k=top_k, normalize=normalize)
+                           f"not {_short(top_k)}")
+    return normalize, top_k
 
 
-def _parse_inputs(inputs: Any, in_shape: tuple[int, ...]) -> np.ndarray:
-    expected = [-1, *in_shape]
-    if not isinstance(inputs, list) or not inputs:
-        raise RequestError(f"'inputs' must be a list with one tensor {{'name': '{INPUT_NAME}', 'shape': {expected}, "
-                           f"'datatype': 'FP32', 'data': [...]}}")
-    if len(inputs) != 1:
-        raise RequestError(f"'inputs' has {len(inputs)} tensors but the model takes one, '{INPUT_NAME}'")
-    tensor = inputs[0]
-    if not isinstance(tensor, dict):
-        raise RequestError(f"inputs[0] must be an object with name, shape, datatype and data, not {_kind(tensor)}")
-    missing = [k for k in ("name", "shape", "datatype", "data") if k not in tensor]
-    if missing:
-        raise RequestError(f"inputs[0] lacks {', '.join(repr(k) for k in missing)}")
-    name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
+def check_input_header(name: Any, datatype: Any, shape: Any, spec: InputSpec) -> tuple[list[int], int]:
+    """The checked shape and element count of an input tensor (before its data is read)."""
+    expected = [-1, *spec.in_shape]
     if name != INPUT_NAME:
-        raise RequestError(f"unknown input {name!r}; the model's input is named '{INPUT_NAME}'")
-    if not isinstance(datatype, str) or datatype not in FLOAT_TYPES:
-        known = "" if datatype in DATATYPES else " (not a v2 datatype)"
-        raise RequestError(f"input '{INPUT_NAME}': datatype {datatype!r}{known} is not supported; "
-                           f"the model takes FP32 (FP64 and FP16 are accepted and converted)")
-    if (not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
-            or len(shape) != len(expected) or tuple(shape[1:]) != in_shape or shape[0] < 1):
+        raise RequestError(f"unknown input {_short(name)}; the model's input is named '{INPUT_NAME}'")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise RequestError(f"input '{INPUT_NAME}': shape {_short(shape)} does not match the model's "
+                           f"{[-1, 1] if spec.text else expected} (a list of integers, batch first)")
+    if datatype == "BYTES":
+        if not spec.text:
+            raise RequestError(f"input '{INPUT_NAME}': datatype 'BYTES' (text) needs a model with a tokenizer "
+                               "(a text run directory with encode_text); send FP32 numbers of shape "
+                               f"{expected} to this one")
+        if len(shape) not in (1, 2) or shape[0] < 1 or (len(shape) == 2 and shape[1] != 1) or shape[0] > 2**31:
+            raise RequestError(f"input '{INPUT_NAME}': a BYTES input has shape [batch] or [batch, 1] (one string "
+                               f"per sample), not {_short(shape)}")
+        return shape, shape[0]
+    if not isinstance(datatype, str) or datatype not in NUMBER_TYPES:
+        known = "" if isinstance(datatype, str) and datatype in DATATYPES else " (not a v2 datatype)"
+        text = " or BYTES (text)" if spec.text else ""
+        raise RequestError(f"input '{INPUT_NAME}': datatype {_short(datatype)}{known} is not supported; the model "
+                           f"takes FP32{text} (other number types are accepted and converted)")
+    if len(shape) != len(expected) or tuple(shape[1:]) != spec.in_shape or shape[0] < 1:
         raise RequestError(f"input '{INPUT_NAME}': shape {_short(shape)} does not match the model's {expected} "
                            f"(batch first, batch at least 1)")
-    count = math.prod(shape)
-    data = tensor["data"]
+    return shape, math.prod(shape)
+
+
+def decode_input(datatype: str, shape: list[int], count: int, *, data: Any = None, raw: bytes | None = None):
+    """The input's values, from JSON ``data`` (a list) or ``raw`` bytes (binary extension, gRPC raw contents).
+
+    Numbers come back as a finite float32 array of ``shape``; BYTES as a list of ``count`` str.
+    """
+    if datatype == "BYTES":
+        items = split_bytes(raw, count) if raw is not None else _json_strings(data, count)
+        try:
+            return [b.decode("utf-8") if isinstance(b, bytes) else b for b in items]
+        except UnicodeDecodeError:
+            raise RequestError(f"input '{INPUT_NAME}': a BYTES element is not valid UTF-8 text") from None
+    if raw is not None:
+        dtype = np.dtype(NUMPY_TYPES[datatype])
+        if len(raw) != count * dtype.itemsize:
+            raise RequestError(f"input '{INPUT_NAME}': {len(raw)} bytes of binary data, but shape {shape} of "
+                               f"{datatype} needs {count * dtype.itemsize}")
+        arr = np.frombuffer(raw, dtype=dtype)
+    else:
+        arr = _json_numbers(data, shape, count)
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = arr.astype(np.float32).reshape(shape)
+    if not np.isfinite(x).all():
+        raise RequestError(f"input '{INPUT_NAME}': 'data' holds NaN or infinite values (or values beyond FP32 range)")
+    return x
+
+
+def _json_numbers(data: Any, shape: list[int], count: int) -> np.ndarray:
     if not isinstance(data, list):
         raise RequestError(f"input '{INPUT_NAME}': 'data' must be a list of numbers, not {_kind(data)}")
     try:
@@ -122,60 +180,99 @@ def _parse_inputs(inputs: Any, in_shape: tuple[int, ...]) -> np.ndarray:
         nested = f" nested as {list(arr.shape)}" if arr.ndim > 1 else ""
         raise RequestError(f"input '{INPUT_NAME}': 'data' holds {arr.size} values{nested} but shape {shape} "
                            f"needs {count} values (flat in row-major order, or nested in that shape)")
-    with np.errstate(over="ignore", invalid="ignore"):
-        x = arr.astype(np.float32).reshape(shape)
-    if not np.isfinite(x).all():
-        raise RequestError(f"input '{INPUT_NAME}': 'data' holds NaN or infinite values (or values beyond FP32 range)")
-    return x
+    return arr
 
 
-def _parse_outputs(outputs: Any) -> tuple[str, ...]:
-    if outputs is None:
-        return tuple(OUTPUTS)
-    if not isinstance(outputs, list):
-        raise RequestError(f"'outputs' must be a list of {{'name': ...}} objects, not {_kind(outputs)}")
-    names = []
-    for i, out in enumerate(outputs):
-        name = out.get("name") if isinstance(out, dict) else None
-        if name not in OUTPUTS:
-            raise RequestError(f"outputs[{i}]: unknown output {_short(name)}; the model's outputs are "
-                               f"{', '.join(OUTPUTS)}")
-        names.append(name)
-    return tuple(names) or tuple(OUTPUTS)
+def _json_strings(data: Any, count: int) -> list:
+    flat = data
+    if isinstance(data, list) and data and all(isinstance(d, list) for d in data):
+        flat = [s for row in data for s in row]
+    if not isinstance(flat, list) or not all(isinstance(s, str) for s in flat):
+        raise RequestError(f"input '{INPUT_NAME}': BYTES 'data' must be a list of strings")
+    if len(flat) != count:
+        raise RequestError(f"input '{INPUT_NAME}': 'data' holds {len(flat)} strings but the shape needs {count}")
+    return flat
 
 
-def infer_response(model_name: str, request: InferRequest, probabilities: np.ndarray,
-                   class_names: Sequence[str]) -> dict:
-    """The v2 response: the requested outputs as flat row-major tensors."""
+def split_bytes(raw: bytes, count: int) -> list[bytes]:
+    """BYTES elements from their binary form: each a 4-byte little-endian length, then that many bytes."""
+    items, at = [], 0
+    for _ in range(count):
+        if at + 4 > len(raw):
+            raise RequestError(f"input '{INPUT_NAME}': the binary BYTES data ends before element {len(items)} "
+                               f"of {count} (each element: a 4-byte little-endian length, then the bytes)")
+        (n,) = struct.unpack_from("<I", raw, at)
+        if at + 4 + n > len(raw):
+            raise RequestError(f"input '{INPUT_NAME}': BYTES element {len(items)} says {n} bytes but fewer follow")
+        items.append(bytes(raw[at + 4:at + 4 + n]))
+        at += 4 + n
+    if at != len(raw):
+        raise RequestError(f"input '{INPUT_NAME}': {len(raw) - at} bytes of binary data left after {count} "
+                           "BYTES elements")
+    return items
+
+
+def join_bytes(items: Sequence[bytes]) -> bytes:
+    return b"".join(struct.pack("<I", len(b)) + b for b in items)
+
+
+def output_request(i: int, name: Any, binary: Any, class_count: Any, num_classes: int) -> OutputRequest:
+    """One entry of a request's ``outputs``, checked."""
+    if not isinstance(name, str) or name not in OUTPUTS:
+        raise RequestError(f"outputs[{i}]: unknown output {_short(name)}; the model's outputs are "
+                           f"{', '.join(OUTPUTS)}")
+    if not isinstance(binary, bool):
+        raise RequestError(f"outputs[{i}].parameters.binary_data must be true or false, not {_short(binary)}")
+    if class_count is None:
+        class_count = 0
+    if not isinstance(class_count, int) or isinstance(class_count, bool) or not 0 <= class_count <= num_classes:
+        raise RequestError(f"outputs[{i}].parameters.class_count must be an integer from 0 to {num_classes} (the "
+                           f"model's classes), not {_short(class_count)}")
+    if class_count and name != CLASSIFIED:
+        raise RequestError(f"outputs[{i}]: class_count (classification) applies to the '{CLASSIFIED}' output, "
+                           f"not {name!r}")
+    return OutputRequest(name, binary, class_count)
+
+
+def outputs(request: InferRequest, probabilities: np.ndarray, class_names: Sequence[str]) -> list[Tensor]:
+    """The requested outputs of one request, in the order asked."""
     batch, classes = probabilities.shape
     k = request.top_k
-    top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]  # ties: the lower index first, like argmax
-    outputs = []
-    for name in request.outputs:
-        if name == "probabilities":
-            shape, data = [batch, classes], probabilities.ravel().tolist()
-        elif name == "labels":
-            shape, data = [batch, k], top.ravel().tolist()
-        elif name == "classes":
-            shape, data = [batch, k], [class_names[i] for i in top.ravel().tolist()]
+    # ties: the lower index first, like argmax; NaN scores (a diverging model) sort last
+    order = np.argsort(-probabilities, axis=1, kind="stable")
+    top = order[:, :k]
+    encoded = [c.encode("utf-8") for c in class_names]
+    tensors = []
+    for out in request.outputs:
+        if out.class_count:
+            n = out.class_count
+            best = order[:, :n]
+            values = np.take_along_axis(probabilities, best, axis=1)
+            data = [f"{float(v):f}:{i}:{class_names[i]}".encode("utf-8")
+                    for v, i in zip(values.ravel().tolist(), best.ravel().tolist())]
+            tensors.append(Tensor(out.name, "BYTES", [batch, n], data))
+        elif out.name == "probabilities":
+            tensors.append(Tensor(out.name, "FP32", [batch, classes], probabilities))
+        elif out.name == "labels":
+            tensors.append(Tensor(out.name, "INT64", [batch, k], top.astype(np.int64)))
+        elif out.name == "classes":
+            tensors.append(Tensor(out.name, "BYTES", [batch, k], [encoded[i] for i in top.ravel().tolist()]))
         else:
-            shape, data = [batch, k], np.take_along_axis(probabilities, top, axis=1).ravel().tolist()
-        outputs.append({"name": name, "datatype": OUTPUTS[name][0], "shape": shape, "data": data})
-    out: dict[str, Any] = {"model_name": model_name, "model_version": "1", "outputs": outputs}
-    if request.id is not None:
-        out["id"] = request.id
-    return out
+            tensors.append(Tensor(out.name, "FP32", [batch, k], np.take_along_axis(probabilities, top, axis=1)))
+    return tensors
 
 
-def model_metadata(name: str, in_shape: Sequence[int], class_names: Sequence[str], platform: str,
+def model_metadata(name: str, spec: InputSpec, class_names: Sequence[str], platform: str,
                    parameters: dict | None = None) -> dict:
     classes = len(class_names)
     shapes = {"probabilities": [-1, classes], "labels": [-1, -1], "classes": [-1, -1], "confidences": [-1, -1]}
+    inputs = ({"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1, 1]} if spec.text
+              else {"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, *spec.in_shape]})
     return {
         "name": name,
         "versions": ["1"],
         "platform": platform,
-        "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, *in_shape]}],
+        "inputs": [inputs],
         "outputs": [{"name": n, "datatype": dt, "shape": shapes[n]} for n, (dt, _) in OUTPUTS.items()],
         "parameters": {"class_names": list(class_names), **(parameters or {})},
     }
@@ -191,46 +288,8 @@ def _kind(value: Any) -> str:
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    try:
+        text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    except (TypeError, ValueError):
+        text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-# JSON Schemas for /openapi.json, written inline (no $refs) so that any OpenAPI tool reads them
-TENSOR_SCHEMA = {
-    "type": "object",
-    "required": ["name", "shape", "datatype", "data"],
-    "properties": {
-        "name": {"type": "string", "example": INPUT_NAME},
-        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "example": [1, 1, 8, 8]},
-        "datatype": {"type": "string", "enum": list(DATATYPES), "example": "FP32"},
-        "data": {"type": "array", "items": {}, "description": "values, flat in row-major order (or nested)"},
-        "parameters": {"type": "object"},
-    },
-}
-INFER_REQUEST_SCHEMA = {
-    "type": "object",
-    "required": ["inputs"],
-    "properties": {
-        "id": {"type": "string"},
-        "parameters": {
-            "type": "object",
-            "description": "normalize: apply the training normalization (default: the server's); "
-                           "top_k: classes per sample in labels/classes/confidences",
-            "properties": {"normalize": {"type": "boolean"}, "top_k": {"type": "integer", "minimum": 1}},
-        },
-        "inputs": {"type": "array", "items": TENSOR_SCHEMA, "minItems": 1, "maxItems": 1},
-        "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
-            "name": {"type": "string", "enum": list(OUTPUTS)}, "parameters": {"type": "object"}}}},
-    },
-}
-INFER_RESPONSE_SCHEMA = {
-    "type": "object",
-    "required": ["model_name", "outputs"],
-    "properties": {
-        "model_name": {"type": "string"},
-        "model_version": {"type": "string"},
-        "id": {"type": "string"},
-        "outputs": {"type": "array", "items": TENSOR_SCHEMA},
-    },
-}
-ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}

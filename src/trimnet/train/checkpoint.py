@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from trimnet.artifact import atomic_write
 from trimnet.errors import ArtifactError
+from trimnet.files import atomic_write, clean_stale
 
 LAST = "last.pt"
 
@@ -22,6 +22,7 @@ def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
     buf = io.BytesIO()
     torch.save(state, buf)
     path = Path(directory) / LAST
+    clean_stale(directory, (LAST,))  # one writer per run: any other temporary file is a killed write's
     atomic_write(path, buf.getvalue())
     return path
 

@@ -1,4 +1,5 @@
-"""Evaluation on a split (accuracy, per-class precision/recall, confusion) and prediction."""
+"""Evaluation on a split (the task's metric; for classification per-class precision/recall and the
+confusion matrix, for regression MAE/RMSE/R²) and prediction."""
 
 from __future__ import annotations
 
@@ -16,18 +17,23 @@ from trimnet.errors import DataError
 
 @dataclass
 class Evaluation:
-    accuracy: float
+    accuracy: float | None  # classification only
     loss: float | None
     per_class: dict[str, dict[str, float]]
     confusion: list[list[int]]
     samples: int
     split: str = "test"
     backend: str = "torch"
+    task: str = "classification"
+    metric: str = "accuracy"
+    score: float | None = None  # the task's metric (higher is better); equals accuracy for classification
+    extra: dict[str, float] = field(default_factory=dict)  # regression: mae, rmse, r2
 
     def to_dict(self) -> dict[str, Any]:
         return {"accuracy": self.accuracy, "loss": self.loss, "per_class": self.per_class,
                 "confusion": self.confusion, "samples": self.samples, "split": self.split,
-                "backend": self.backend}
+                "backend": self.backend, "task": self.task, "metric": self.metric, "score": self.score,
+                **self.extra}
 
 
 @dataclass
@@ -74,11 +80,39 @@ def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
     return torch.cat(outs) if outs else torch.zeros((0, 0))
 
 
+def score_and_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Any = None, batch_size: int = 1024,
+                   device: torch.device | None = None) -> tuple[float, float]:
+    """The task's metric and loss on ``(x, y)``: the two numbers the training loop needs."""
+    from trimnet.tasks import get_task
+
+    task = get_task(task)
+    outputs = logits_of(model, x, batch_size, device)
+    with torch.no_grad():
+        return task.metric(outputs, y), float(task.loss(outputs, y))
+
+
 def accuracy_and_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
                       device: torch.device | None = None) -> tuple[float, float]:
-    """The two numbers the training loop needs, without the per-class report."""
-    logits = logits_of(model, x, batch_size, device)
-    return float((logits.argmax(1) == y).float().mean()), float(nn.functional.cross_entropy(logits, y))
+    """Classification's ``score_and_loss``."""
+    return score_and_loss(model, x, y, "classification", batch_size, device)
+
+
+def task_score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Any = None, batch_size: int = 1024) -> float:
+    """The task's metric (accuracy for classification) of an eager model on ``(x, y)``."""
+    from trimnet.tasks import get_task
+
+    return get_task(task).metric(logits_of(model, x, batch_size), y)
+
+
+def runner_score(run: Any, x: torch.Tensor, y: torch.Tensor, task: Any = None, batch: int = 256) -> float:
+    """The task's metric of a runtime's ``run(np.ndarray) -> np.ndarray`` on ``(x, y)``."""
+    from trimnet.tasks import get_task
+
+    if len(x) == 0:
+        return float("nan")
+    outputs = [torch.from_numpy(np.asarray(run(np.ascontiguousarray(x[i:i + batch].numpy(), dtype=np.float32)),
+                                           dtype=np.float32)) for i in range(0, len(x), batch)]
+    return get_task(task).metric(torch.cat(outputs), y)
 
 
 def _set_mode(model: nn.Module, training: bool) -> None:
@@ -88,44 +122,66 @@ def _set_mode(model: nn.Module, training: bool) -> None:
         pass  # a torch.export program: traced in eval mode, and it refuses mode changes
 
 
-def evaluate(model: Any, data: Dataset | None = None, split: str = "test", *, backend: str = "torch",
-             batch_size: int = 1024, device: torch.device | None = None) -> Evaluation:
-    """Accuracy, loss, per-class precision/recall/F1 and the confusion matrix on ``split``.
+def evaluate(model: Any, data: Any = None, split: str = "test", *, backend: str = "torch",
+             batch_size: int = 1024, device: torch.device | None = None, task: Any = None,
+             metric: Any = None) -> Evaluation:
+    """The task's metric and loss on ``split``; for classification also accuracy, per-class
+    precision/recall/F1 and the confusion matrix, for regression MAE, RMSE and R².
 
     ``model`` may be an ``nn.Module``, an ``Artifact`` or a run directory; with an artifact
     and no ``data``, the dataset it was trained on is loaded again (same split seed).
-    ``backend`` other than ``torch`` runs the model through that runtime.
+    ``data`` may also be a ``DataLoader`` (or a trio). ``backend`` other than ``torch`` runs
+    the model through that runtime. ``metric(outputs, targets)`` replaces the task's metric.
     """
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+    from trimnet.data.loaders import as_dataset
+    from trimnet.tasks import task_for
 
     model, artifact = _resolve(model)
+    data = as_dataset(data, task=task if isinstance(task, str) else None)
     if data is None:
         if artifact is None or not artifact.meta.get("data"):
             raise DataError("evaluate needs a dataset; pass data= (or a run directory that records its data)")
         data = dataset_of(artifact)
+    task = task_for(data, task if task is not None else (artifact.task if artifact is not None else None),
+                    metric=metric)
     x, y = data.split(split)
     if len(y) == 0:
         raise DataError(f"the {split} split of {data.name} is empty; evaluate another split")
     if backend == "torch":
-        logits = logits_of(model, x, batch_size, device)
+        outputs = logits_of(model, x, batch_size, device)
     else:
         from trimnet.runtime import load_runner
 
         runner = load_runner(backend, model, x[:1])
-        logits = torch.cat([torch.from_numpy(np.asarray(runner.run(x[i:i + batch_size].numpy()))).float()
-                            for i in range(0, len(x), batch_size)])
-    if logits.shape[1] != data.num_classes:
-        raise DataError(f"the model has {logits.shape[1]} outputs but {data.name} has {data.num_classes} classes")
-    loss = float(nn.functional.cross_entropy(logits, y))
-    pred = logits.argmax(1).numpy()
+        outputs = torch.cat([torch.from_numpy(np.asarray(runner.run(x[i:i + batch_size].numpy()))).float()
+                             for i in range(0, len(x), batch_size)])
+    task.check_outputs(outputs, data)
+    loss = float(task.loss(outputs, y))
+    ev = Evaluation(accuracy=None, loss=loss, per_class={}, confusion=[], samples=len(y), split=split,
+                    backend=backend, task=task.name, metric=task.metric_name, score=task.metric(outputs, y))
+    if task.name == "classification":
+        _classification_report(ev, outputs, y, data)
+    elif task.name == "regression":
+        from trimnet.tasks import regression_report
+
+        ev.extra = regression_report(outputs, y)
+    return ev
+
+
+def _classification_report(ev: Evaluation, outputs: torch.Tensor, y: torch.Tensor, data: Any) -> None:
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    from trimnet.tasks import accuracy
+
+    pred = outputs.argmax(1)
     truth = y.numpy()
     labels = list(range(data.num_classes))
-    precision, recall, f1, support = precision_recall_fscore_support(truth, pred, labels=labels, zero_division=0)
-    per_class = {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                        "support": int(support[i])} for i, name in enumerate(data.class_names)}
-    confusion = confusion_matrix(truth, pred, labels=labels).tolist()
-    return Evaluation(accuracy=float((pred == truth).mean()), loss=loss, per_class=per_class,
-                      confusion=confusion, samples=len(truth), split=split, backend=backend)
+    precision, recall, f1, support = precision_recall_fscore_support(truth, pred.numpy(), labels=labels,
+                                                                     zero_division=0)
+    ev.per_class = {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                           "support": int(support[i])} for i, name in enumerate(data.class_names)}
+    ev.confusion = confusion_matrix(truth, pred.numpy(), labels=labels).tolist()
+    ev.accuracy = accuracy(pred, y)
 
 
 def dataset_of(artifact) -> Dataset:

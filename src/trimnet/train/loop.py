@@ -23,14 +23,16 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from trimnet.artifact import atomic_write, save_artifact, write_json
+from trimnet.artifact import atomic_write, save_artifact
 from trimnet.config import RunConfig, TrainConfig, dump_yaml
 from trimnet.data.dataset import Dataset
 from trimnet.errors import TrainingError
+from trimnet.tasks import Loss, Metric, Task
 from trimnet.train import distributed
 from trimnet.train.checkpoint import load_checkpoint, save_checkpoint
 from trimnet.train.optim import lr_at, make_optimizer, set_lr
 from trimnet.train.progress import epoch_bar, progress_enabled
+from trimnet.train.state import LoopState
 
 log = logging.getLogger("trimnet.train")
 
@@ -57,7 +59,7 @@ def resolve_device(name: str) -> torch.device:
 
 def train(
     model: nn.Module,
-    data: Dataset,
+    data: Dataset | Any,
     config: TrainConfig | None = None,
     out: str | Path | None = None,
     *,
@@ -65,29 +67,69 @@ def train(
     callbacks: Sequence[Callback] = (),
     run_config: RunConfig | None = None,
     teacher_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    task: str | Task | None = None,
+    loss: Loss | None = None,
+    metric: Metric | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` in place; with ``out``, write checkpoints, metrics and the artifact.
 
-    ``teacher_loss(logits, targets, x)`` replaces the cross-entropy (fine-tuning with
-    distillation uses it).
+    ``data``: a ``Dataset``, a ``torch.utils.data.DataLoader`` or a (train, val, test) trio
+    of them. ``task`` (default: the dataset's) gives the loss and the metric that picks the
+    best epoch; ``loss(outputs, targets)`` and ``metric(outputs, targets)`` replace them.
+    ``teacher_loss(logits, targets, x)`` replaces the loss (fine-tuning with distillation uses it).
     """
+    from trimnet.data.loaders import as_dataset
+    from trimnet.tasks import task_for
+
     cfg = config or (run_config.train if run_config else TrainConfig())
     cfg.validate()
+    data = as_dataset(data, task=task if isinstance(task, str) else None)
+    task = task_for(data, task, metric=metric, loss=loss)
     out = Path(out) if out is not None else None
     ctx, device = distributed.setup(resolve_device(cfg.device))
     try:
-        return _train(model, data, cfg, out, resume, callbacks, run_config, teacher_loss, ctx, device)
+        run = _prepare(model, data, cfg, out, task, teacher_loss, ctx, device, callbacks)
+        _start(run, resume, run_config)
+        show = progress_enabled(cfg.progress) and ctx.is_main
+        started = time.perf_counter()
+        while run.state.epoch < cfg.epochs and not run.state.stopped:
+            _run_epoch(run, show)
+        return _finish(run, run_config, time.perf_counter() - started)
     finally:
         ctx.close()
 
 
-def _train(model, data, cfg, out, resume, callbacks, run_config, teacher_loss, ctx, device) -> TrainResult:
-    _check_fit(model, data)
-    if not ctx.is_main:
-        out_main, out = out, None  # only rank 0 writes; the others still read checkpoints from it
-    else:
-        out_main = out
+@dataclass
+class _Run:
+    """Everything one training run holds, built once by ``_prepare``."""
 
+    model: nn.Module
+    net: nn.Module  # the model as stepped: DDP-wrapped and/or compiled
+    data: Dataset
+    cfg: TrainConfig
+    task: Task
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    ctx: distributed.DistContext
+    device: torch.device
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    steps_per_epoch: int
+    out: Path | None  # where this rank writes (None on ranks other than 0)
+    out_main: Path | None  # the run directory, as every rank reads it
+    callbacks: Sequence[Callback]
+    autocast: Callable[[], Any]
+    state: LoopState = field(default_factory=LoopState)
+    best_state: dict | None = None  # weights of the best validation epoch
+    trained_samples: int = 0
+
+    @property
+    def ckpt_dir(self) -> Path | None:
+        return self.out_main / "checkpoints" if self.out_main else None
+
+
+def _prepare(model, data, cfg, out, task, teacher_loss, ctx, device, callbacks) -> _Run:
+    _check_fit(model, data, task)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     n = len(y_train)
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
@@ -97,188 +139,208 @@ def _train(model, data, cfg, out, resume, callbacks, run_config, teacher_loss, c
         # order; the threshold does not depend on the world size up to 4 ranks, so those runs
         # take the same steps as a single process
         steps_per_epoch -= 1
-    total_steps = steps_per_epoch * cfg.epochs
-
     model.to(device)
     net = distributed.wrap(model, ctx, device)
     if cfg.compile:
         net = torch.compile(net)
-    optimizer = make_optimizer(model, cfg)
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    loss_fn = teacher_loss or (lambda logits, y, x: criterion(logits, y))
+    criterion = task.training_loss(cfg.label_smoothing)
     # bf16 autocast on CUDA; on CPU not even the context manager (it costs per step)
     autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda"
                 else contextlib.nullcontext)
+    return _Run(model=model, net=net, data=data, cfg=cfg, task=task,
+                loss_fn=teacher_loss or (lambda outputs, y, x: criterion(outputs, y)),
+                optimizer=make_optimizer(model, cfg), ctx=ctx, device=device, x_train=x_train, y_train=y_train,
+                steps_per_epoch=steps_per_epoch, out=out if ctx.is_main else None, out_main=out,
+                callbacks=callbacks, autocast=autocast)
 
-    state = _fresh_state(cfg)
-    ckpt_dir = out_main / "checkpoints" if out_main else None
+
+def _start(run: _Run, resume: bool, run_config: RunConfig | None) -> None:
+    """Resume from the last checkpoint (or seed a fresh run) and write the resolved config."""
     if resume:
-        if ckpt_dir is None:
+        if run.ckpt_dir is None:
             raise TrainingError("resume needs the run directory (out) that holds the checkpoints")
-        saved = load_checkpoint(ckpt_dir)
+        saved = load_checkpoint(run.ckpt_dir)
         if saved is None:
-            raise TrainingError(f"{ckpt_dir} holds no checkpoint to resume from; start the run without --resume")
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+            raise TrainingError(f"{run.ckpt_dir} holds no checkpoint to resume from; start the run without --resume")
+        run.model.load_state_dict(saved["model"])
+        run.optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["rng"])
-        state = saved["loop"]
-        state["best_state"] = saved.get("best_model")
-        if ctx.is_main:
-            log.info("resuming at epoch %d step %d", state["epoch"] + 1, state["step"])
+        run.state = LoopState.from_dict(saved["loop"])
+        run.best_state = saved.get("best_model")
+        if run.ctx.is_main:
+            log.info("resuming at epoch %d step %d", run.state.epoch + 1, run.state.step)
     else:
-        torch.manual_seed(cfg.seed)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        if run_config is not None:
-            dump_yaml(run_config, out / "config.yaml")
-        else:
-            dump_yaml(cfg, out / "config.yaml")
-
-    def checkpoint() -> None:
-        if ckpt_dir is None or not ctx.is_main:
-            return
-        loop_state = {k: v for k, v in state.items() if k != "best_state"}
-        save_checkpoint(ckpt_dir, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                   "rng": torch.get_rng_state(), "loop": loop_state,
-                                   "best_model": state["best_state"]})
-
-    show = progress_enabled(cfg.progress) and ctx.is_main
-    started = time.perf_counter()
-    trained_samples = 0
-    while state["epoch"] < cfg.epochs and not state["stopped"]:
-        epoch = state["epoch"]
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)).to(device)
-        model.train()
-        # per-step results stay on the device and are reduced once per epoch (or checkpoint):
-        # one small kernel per step instead of several
-        losses: list[torch.Tensor] = []
-        hits: list[torch.Tensor] = []
-        seen_idx: list[torch.Tensor] = []
-        t0 = time.perf_counter()
-        with epoch_bar(steps_per_epoch - state["step"], f"epoch {epoch + 1}/{cfg.epochs}", show) as advance:
-            for step in range(state["step"], steps_per_epoch):
-                batch = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                idx = ctx.shard(batch)
-                xb, yb = x_train[idx], y_train[idx]
-                set_lr(optimizer, lr_at(epoch * steps_per_epoch + step, total_steps, steps_per_epoch, cfg))
-                with autocast():
-                    logits = net(xb)
-                    loss = loss_fn(logits.float(), yb, xb)
-                if step % 20 == 0 and not torch.isfinite(loss):  # the epoch's sum catches the rest
-                    raise TrainingError(
-                        f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
-                        "lower --train.lr or set --train.grad_clip 1.0")
-                optimizer.zero_grad(set_to_none=True)
-                if ctx.enabled:
-                    # DDP averages gradients over ranks; weighting each rank's mean by its share
-                    # of the global batch makes that the global batch's mean, as on one process
-                    (loss * (len(yb) * ctx.world_size / len(batch))).backward()
-                else:
-                    loss.backward()
-                if cfg.grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                losses.append(loss.detach())
-                hits.append(logits.detach().argmax(1))
-                seen_idx.append(idx)
-                state["step"] = step + 1
-                advance(1)
-                for cb in callbacks:
-                    cb("step", {"epoch": epoch, "step": step, "loss": loss})
-                if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["step"] < steps_per_epoch:
-                    trained_samples += _accumulate(state, losses, hits, seen_idx, y_train, ctx)
-                    losses, hits, seen_idx = [], [], []
-                    checkpoint()
-        trained_samples += _accumulate(state, losses, hits, seen_idx, y_train, ctx)
-        row = _end_epoch(model, data, cfg, state, device, time.perf_counter() - t0,
-                         optimizer.param_groups[0]["lr"])
-        if not math.isfinite(row["train_loss"]):
-            raise TrainingError(f"the loss became {row['train_loss']} in epoch {epoch + 1}; "
-                                "lower --train.lr or set --train.grad_clip 1.0")
-        if ctx.is_main:
-            log.info("epoch %d/%d  loss %.4f  acc %.4f  val_loss %s  val_acc %s  lr %.3g  %.1fs", epoch + 1,
-                     cfg.epochs, row["train_loss"], row["train_accuracy"], _fmt(row["val_loss"]),
-                     _fmt(row["val_accuracy"]), row["lr"], row["time_s"])
-        if out is not None:
-            _write_history(out, state["history"])
-        checkpoint()
-        for cb in callbacks:
-            cb("epoch", row)
-
-    elapsed = time.perf_counter() - started
-    if state["best_state"] is not None:
-        model.load_state_dict(state["best_state"])
-    from trimnet.train.evaluate import accuracy_and_loss
-
-    test_accuracy, test_loss = accuracy_and_loss(model, data.x_test, data.y_test, cfg.eval_batch_size, device)
-    metrics = {
-        "test_accuracy": test_accuracy,
-        "test_loss": test_loss,
-        "best_epoch": state["best_epoch"] + 1 if state["best_epoch"] >= 0 else len(state["history"]),
-        "best_val_accuracy": state["best_val"] if state["best_val"] >= 0 else None,
-        "epochs_run": len(state["history"]),
-        "early_stopped": state["stopped"],
-        "train_time_s": elapsed,
-        "train_samples_per_s": trained_samples / elapsed if elapsed > 0 else None,
-        "device": str(device),
-        "world_size": ctx.world_size,
-    }
-    model.cpu().eval()
-    if out is not None:
-        save_artifact(model, out, in_shape=data.in_shape, class_names=data.class_names,
-                      normalization=data.normalization, metrics=metrics,
-                      extra={"data": _data_meta(data, run_config), "kind": data.kind})
-    ctx.barrier()  # the artifact is complete before any rank returns
-    return TrainResult(model=model, metrics=metrics, history=list(state["history"]), out=out_main)
+        torch.manual_seed(run.cfg.seed)
+    if run.out is not None:
+        run.out.mkdir(parents=True, exist_ok=True)
+        dump_yaml(run_config if run_config is not None else run.cfg, run.out / "config.yaml")
 
 
-def _fresh_state(cfg: TrainConfig) -> dict[str, Any]:
-    return {"epoch": 0, "step": 0, "loss_sum": 0.0, "correct": 0, "seen": 0, "history": [],
-            "best_val": -1.0, "best_epoch": -1, "since_best": 0, "stopped": False, "best_state": None}
+def _checkpoint(run: _Run) -> None:
+    if run.ckpt_dir is None or not run.ctx.is_main:
+        return
+    save_checkpoint(run.ckpt_dir, {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+                                   "rng": torch.get_rng_state(), "loop": run.state.to_dict(),
+                                   "best_model": run.best_state})
 
 
-def _accumulate(state: dict, losses: list, hits: list, indices: list, y: torch.Tensor,
-                ctx: distributed.DistContext) -> int:
-    """Fold the steps since the last call into the running loss and accuracy (summed over
-    ranks); returns the number of samples, all ranks together."""
-    loss_sum = correct = seen = 0.0
-    if losses:
-        preds = torch.cat(hits)
-        sizes = torch.tensor([len(h) for h in hits], dtype=torch.float32, device=preds.device)
-        loss_sum = float((torch.stack(losses).float() * sizes).sum())
-        correct = float((preds == y[torch.cat(indices)]).sum())
-        seen = float(len(preds))
-    loss_sum, correct, seen = ctx.sum([loss_sum, correct, seen], y.device)
-    state["loss_sum"] += loss_sum
-    state["correct"] += int(correct)
-    state["seen"] += int(seen)
-    return int(seen)
-
-
-def _end_epoch(model: nn.Module, data: Dataset, cfg: TrainConfig, state: dict, device: torch.device,
-               seconds: float, lr: float) -> dict:
-    from trimnet.train.evaluate import accuracy_and_loss
-
-    seen = max(state["seen"], 1)
-    row = {"epoch": state["epoch"] + 1, "train_loss": state["loss_sum"] / seen,
-           "train_accuracy": state["correct"] / seen, "val_loss": None, "val_accuracy": None,
-           "lr": lr, "time_s": seconds}
-    if len(data.y_val):
-        accuracy, loss = accuracy_and_loss(model, data.x_val, data.y_val, cfg.eval_batch_size, device)
-        row["val_loss"], row["val_accuracy"] = loss, accuracy
-        if accuracy > state["best_val"]:
-            state["best_val"], state["best_epoch"], state["since_best"] = accuracy, state["epoch"], 0
-            state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        else:
-            state["since_best"] += 1
-            if cfg.early_stopping and state["since_best"] >= cfg.early_stopping:
-                state["stopped"] = True
-    state["history"].append(row)
-    state.update(epoch=state["epoch"] + 1, step=0, loss_sum=0.0, correct=0, seen=0)
+def _run_epoch(run: _Run, show: bool) -> dict:
+    """One epoch from where the state says (mid-epoch after a resume), then validation and a checkpoint."""
+    cfg, state, n = run.cfg, run.state, len(run.y_train)
+    epoch = state.epoch
+    total_steps = run.steps_per_epoch * cfg.epochs
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)).to(run.device)
+    run.model.train()
+    # per-step results stay on the device and are folded in once per epoch (or checkpoint):
+    # one small kernel per step instead of several
+    steps = _Steps()
+    t0 = time.perf_counter()
+    with epoch_bar(run.steps_per_epoch - state.step, f"epoch {epoch + 1}/{cfg.epochs}", show) as advance:
+        for step in range(state.step, run.steps_per_epoch):
+            batch = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            idx = run.ctx.shard(batch)
+            loss, outputs = _step(run, idx, len(batch), lr_at(epoch * run.steps_per_epoch + step, total_steps,
+                                                              run.steps_per_epoch, cfg), epoch, step)
+            steps.add(loss, run.task.predict(outputs) if run.task.per_sample else None, idx)
+            state.step = step + 1
+            advance(1)
+            for cb in run.callbacks:
+                cb("step", {"epoch": epoch, "step": step, "loss": loss})
+            if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < run.steps_per_epoch:
+                _accumulate(run, steps)
+                steps = _Steps()
+                _checkpoint(run)
+    _accumulate(run, steps)
+    row = _end_epoch(run, time.perf_counter() - t0)
+    if not math.isfinite(row["train_loss"]):
+        raise TrainingError(f"the loss became {row['train_loss']} in epoch {epoch + 1}; "
+                            "lower --train.lr or set --train.grad_clip 1.0")
+    m = run.task.metric_name
+    if run.ctx.is_main:
+        log.info("epoch %d/%d  loss %.4f  %s %s  val_loss %s  val_%s %s  lr %.3g  %.1fs", epoch + 1, cfg.epochs,
+                 row["train_loss"], m, _fmt(row[f"train_{m}"]), _fmt(row["val_loss"]), m, _fmt(row[f"val_{m}"]),
+                 row["lr"], row["time_s"])
+    if run.out is not None:
+        _write_history(run.out, state.history)
+    _checkpoint(run)
+    for cb in run.callbacks:
+        cb("epoch", row)
     return row
 
 
-def _check_fit(model: nn.Module, data: Dataset) -> None:
+def _step(run: _Run, idx: torch.Tensor, global_batch: int, lr: float, epoch: int, step: int):
+    """Forward, loss, backward and update on the samples ``idx`` of this rank; the loss and outputs."""
+    xb, yb = run.x_train[idx], run.y_train[idx]
+    set_lr(run.optimizer, lr)
+    with run.autocast():
+        outputs = run.net(xb)
+        loss = run.loss_fn(outputs.float(), yb, xb)
+    if step % 20 == 0 and not torch.isfinite(loss):  # the epoch's sum catches the rest
+        raise TrainingError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+                            "lower --train.lr or set --train.grad_clip 1.0")
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.ctx.enabled:
+        # DDP averages gradients over ranks; weighting each rank's mean by its share
+        # of the global batch makes that the global batch's mean, as on one process
+        (loss * (len(yb) * run.ctx.world_size / global_batch)).backward()
+    else:
+        loss.backward()
+    if run.cfg.grad_clip:
+        nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.grad_clip)
+    run.optimizer.step()
+    return loss.detach(), outputs.detach()
+
+
+@dataclass
+class _Steps:
+    """The steps since the last fold: their losses, kept predictions and sample indices."""
+
+    losses: list = field(default_factory=list)
+    predictions: list = field(default_factory=list)
+    indices: list = field(default_factory=list)
+
+    def add(self, loss: torch.Tensor, predictions: torch.Tensor, idx: torch.Tensor) -> None:
+        self.losses.append(loss)
+        self.predictions.append(predictions)
+        self.indices.append(idx)
+
+
+def _accumulate(run: _Run, steps: _Steps) -> None:
+    """Fold the steps since the last call into the running loss and metric (summed over ranks)."""
+    loss_sum = score_sum = seen = 0.0
+    if steps.losses:
+        sizes = torch.tensor([len(i) for i in steps.indices], dtype=torch.float32, device=run.device)
+        loss_sum = float((torch.stack(steps.losses).float() * sizes).sum())
+        seen = float(sizes.sum())
+        if run.task.per_sample:
+            targets = run.y_train[torch.cat(steps.indices)]
+            score_sum = run.task.score(torch.cat(steps.predictions), targets) * seen
+    loss_sum, score_sum, seen = run.ctx.sum([loss_sum, score_sum, seen], run.device)
+    run.state.loss_sum += loss_sum
+    run.state.score_sum += score_sum
+    run.state.seen += int(seen)
+    run.trained_samples += int(seen)
+
+
+def _end_epoch(run: _Run, seconds: float) -> dict:
+    """The epoch's row; validation picks the best epoch (higher metric) and drives early stopping."""
+    from trimnet.train.evaluate import score_and_loss
+
+    state, cfg, m, data = run.state, run.cfg, run.task.metric_name, run.data
+    seen = max(state.seen, 1)
+    row = {"epoch": state.epoch + 1, "train_loss": state.loss_sum / seen,
+           f"train_{m}": state.score_sum / seen if run.task.per_sample else None,
+           "val_loss": None, f"val_{m}": None, "lr": run.optimizer.param_groups[0]["lr"], "time_s": seconds}
+    if len(data.y_val):
+        score, loss = score_and_loss(run.model, data.x_val, data.y_val, run.task, cfg.eval_batch_size, run.device)
+        row["val_loss"], row[f"val_{m}"] = loss, score
+        if state.best_val is None or score > state.best_val:
+            state.best_val, state.best_epoch, state.since_best = score, state.epoch, 0
+            run.best_state = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+        else:
+            state.since_best += 1
+            if cfg.early_stopping and state.since_best >= cfg.early_stopping:
+                state.stopped = True
+    state.history.append(row)
+    state.epoch, state.step, state.loss_sum, state.score_sum, state.seen = state.epoch + 1, 0, 0.0, 0.0, 0
+    return row
+
+
+def _finish(run: _Run, run_config: RunConfig | None, elapsed: float) -> TrainResult:
+    """Keep the best epoch's weights, score the test split, and write the artifact."""
+    from trimnet.train.evaluate import score_and_loss
+
+    state, data, model, m = run.state, run.data, run.model, run.task.metric_name
+    if run.best_state is not None:
+        model.load_state_dict(run.best_state)
+    test_score, test_loss = score_and_loss(model, data.x_test, data.y_test, run.task, run.cfg.eval_batch_size,
+                                           run.device)
+    metrics = {
+        f"test_{m}": test_score,
+        "test_loss": test_loss,
+        "best_epoch": state.best_epoch + 1 if state.best_epoch >= 0 else len(state.history),
+        f"best_val_{m}": state.best_val,
+        "epochs_run": len(state.history),
+        "early_stopped": state.stopped,
+        "train_time_s": elapsed,
+        "train_samples_per_s": run.trained_samples / elapsed if elapsed > 0 else None,
+        "device": str(run.device),
+        "world_size": run.ctx.world_size,
+        "task": run.task.name,
+        "metric": m,
+    }
+    model.cpu().eval()
+    if run.out is not None:
+        extra = {"kind": data.kind, "task": run.task.describe(data)}
+        if not data.info.get("in_memory"):
+            extra["data"] = _data_meta(data, run_config)
+        save_artifact(model, run.out, in_shape=data.in_shape, class_names=data.class_names,
+                      normalization=data.normalization, metrics=metrics, extra=extra)
+    run.ctx.barrier()  # the artifact is complete before any rank returns
+    return TrainResult(model=model, metrics=metrics, history=list(state.history), out=run.out_main)
+
+
+def _check_fit(model: nn.Module, data: Dataset, task: Task) -> None:
     from trimnet.errors import ModelError
 
     with torch.no_grad():
@@ -291,9 +353,7 @@ def _check_fit(model: nn.Module, data: Dataset) -> None:
                              f"from {data.name}: {str(exc).splitlines()[0]}") from None
         finally:
             model.train(was)
-    if out.dim() != 2 or out.shape[1] != data.num_classes:
-        raise ModelError(f"the model gives outputs of shape {tuple(out.shape[1:])} but {data.name} has "
-                         f"{data.num_classes} classes; build it with num_classes={data.num_classes}")
+    task.check_outputs(out, data)
 
 
 def _data_meta(data: Dataset, run_config: RunConfig | None) -> dict:

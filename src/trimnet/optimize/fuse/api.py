@@ -41,6 +41,9 @@ def fuse(
     checks = _check_inputs(module, in_shape, example_inputs, inputs)
     work = copy.deepcopy(module)
     _eval(work)
+    encoder = _encoder_note(work)
+    if encoder:
+        return _unchanged(module, work, checks, encoder)
     spec_tree = is_describable(work)
     if not spec_tree:
         work = C.trace(work)
@@ -77,6 +80,27 @@ def fuse(
     return FuseResult(model=work, record=record)
 
 
+def _encoder_note(model: nn.Module) -> str | None:
+    """Why a transformer encoder (a model family with attention sites) has nothing to fuse here."""
+    from trimnet.models.families import family_of
+
+    family = family_of(model)
+    if not family.attention(model):
+        return None
+    return (f"{family.name} encoder: nothing to fuse in PyTorch (no batch norm to fold, no two linear layers "
+            f"in a row, dropout already off in eval); onnxruntime and OpenVINO fuse its attention, GELU and "
+            f"LayerNorm when they load the exported model")
+
+
+def _unchanged(module: nn.Module, work: nn.Module, checks: Inputs, mode: str) -> FuseResult:
+    reference, _ = outputs(module, checks)
+    after, _ = outputs(work, checks)
+    counts, params = C.leaf_counts(work), _params(work)
+    return FuseResult(model=work, record=FuseRecord(mode=mode, passes=[], layers_before=counts, layers_after=counts,
+                                                    params_before=params, params_after=params,
+                                                    check=compare(reference, after, checks)))
+
+
 def list_passes() -> list[str]:
     return list(DEFAULT_PASSES) + [n for n in PASSES.names() if n not in DEFAULT_PASSES]
 
@@ -96,6 +120,9 @@ def _resolve(model: Any) -> tuple[nn.Module, tuple[int, ...] | None]:
         return model.model, model.in_shape
     if not isinstance(model, nn.Module):
         raise ConfigError(f"cannot fuse a {type(model).__name__}; pass an nn.Module, an Artifact or a run directory")
+    from trimnet.models.families import as_module
+
+    model = as_module(model)
     shape = getattr(model, "in_shape", None)
     return model, tuple(shape) if shape else None
 
@@ -103,9 +130,11 @@ def _resolve(model: Any) -> tuple[nn.Module, tuple[int, ...] | None]:
 def _check_inputs(model: nn.Module, in_shape: tuple[int, ...] | None, example_inputs: torch.Tensor | None,
                   inputs: torch.Tensor | None) -> Inputs:
     if example_inputs is None:
-        if not in_shape:
+        if not in_shape and not hasattr(model, "sample_inputs"):
             raise ConfigError(f"pass example_inputs: {type(model).__name__} does not record its input shape")
-        example_inputs = torch.randn((2, *in_shape), generator=torch.Generator().manual_seed(0))
+        g = torch.Generator().manual_seed(0)
+        example_inputs = (model.sample_inputs(2, g) if hasattr(model, "sample_inputs")
+                          else torch.randn((2, *in_shape), generator=g))
     checks = [(f"example batch {len(example_inputs)}", torch.as_tensor(example_inputs).float())]
     if inputs is not None:
         real = torch.as_tensor(inputs)[:64].float()  # the check is algebra: a few real samples add their scale

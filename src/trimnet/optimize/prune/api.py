@@ -14,6 +14,7 @@ from torch.overrides import TorchFunctionMode
 from trimnet.data.dataset import Dataset
 from trimnet.errors import ConfigError, ModelError, require
 from trimnet.models import layers as L
+from trimnet.models.families import family_of
 from trimnet.optimize.finetune import finetune
 from trimnet.optimize.importance import Evidence, get_criterion, score
 from trimnet.optimize.prune.config import PruneConfig
@@ -34,14 +35,19 @@ class PruneResult:
         return self.record.to_dict()
 
 
-def prune(model: nn.Module, data: Any, config: PruneConfig | None = None, *, inplace: bool = False) -> PruneResult:
+def prune(model: nn.Module, data: Any, config: PruneConfig | None = None, *, inplace: bool = False,
+          task: Any = None) -> PruneResult:
     """Structurally prune ``model``: whole channels, neurons and attention heads are removed.
 
     ``data`` is a ``Dataset`` (calibration on its training split, fine-tuning, test accuracy
     in the record) or a tensor of inputs (calibration only: no fine-tuning, as the notes say).
     The model is copied unless ``inplace``; the unpruned model is the distillation teacher.
     Any user error is a ``ConfigError`` or ``ModelError``, and leaves ``model`` as it was.
+    ``task`` (default: the dataset's) scores the record's "accuracy" and drives fine-tuning.
     """
+    from trimnet.models.families import as_module
+
+    model = as_module(model, data, data if isinstance(data, torch.Tensor) else None)
     cfg = config or PruneConfig()
     cfg.validate()
     require("torch_pruning", "pruning")
@@ -62,8 +68,11 @@ def prune(model: nn.Module, data: Any, config: PruneConfig | None = None, *, inp
     example = example.cpu()
     record = PruneRecord(criterion=cfg.criterion, scope=cfg.scope, ratio=cfg.ratio, target_macs=cfg.target_macs,
                          steps=cfg.steps)
+    family = family_of(work)
+    if family.attention(work) or family.ffn(work):
+        return _prune_encoder(work, family, data, x_cal, example, expected, teacher, cfg, record)
     macs0, params0 = _size(work, example)
-    accuracy = _accuracy_fn(data)
+    accuracy = _accuracy_fn(data, task)
     if accuracy:
         record.accuracy["before"] = accuracy(work)
     tracker = _Tracker()
@@ -91,7 +100,7 @@ def prune(model: nn.Module, data: Any, config: PruneConfig | None = None, *, inp
         if accuracy:
             row["accuracy_pruned"] = accuracy(work)
         if epochs[step - 1]:
-            finetune(work, data, cfg.finetune, teacher, epochs[step - 1])
+            finetune(work, data, cfg.finetune, teacher, epochs[step - 1], task=task)
             work.cpu().eval()
             if accuracy:
                 row["accuracy_finetuned"] = accuracy(work)
@@ -105,6 +114,46 @@ def prune(model: nn.Module, data: Any, config: PruneConfig | None = None, *, inp
         record.accuracy["after"] = record.history[-1].get("accuracy_finetuned", record.accuracy["pruned"])
     tracker.finish(work, record)
     return PruneResult(model=work, record=record)
+
+
+def _prune_encoder(work: nn.Module, family, data: Any, x_cal: torch.Tensor, example: torch.Tensor,
+                   expected: torch.Tensor, teacher, cfg: PruneConfig, record: PruneRecord) -> PruneResult:
+    """Heads and FFN neurons of a transformer encoder, as its family places them (see ``blocks``)."""
+    from trimnet.optimize.prune.blocks import _macs_split, prune_blocks
+
+    if cfg.ignore:
+        raise ConfigError(f"--ignore is not supported for {family.name} encoders: every block keeps the same head "
+                          f"count and FFN width so the config stays consistent; drop --ignore")
+    labelled = isinstance(data, Dataset)
+    x_cal = x_cal.cpu()
+    split = _macs_split(work, example, family.attention(work), family.ffn(work))
+    macs0, params0 = split[0], sum(p.numel() for p in work.parameters())
+    accuracy = _accuracy_fn(data)
+    if accuracy:
+        record.accuracy["before"] = accuracy(work)
+    epochs = _share_out(cfg.finetune.epochs if labelled else 0, cfg.steps)
+    if cfg.finetune.epochs and not labelled:
+        record.notes.append("not fine-tuned: the data has no labels (pass a Dataset to fine-tune)")
+    for step in range(1, cfg.steps + 1):
+        row = prune_blocks(work, family, x_cal, cfg, record, step, split)
+        _run(work, example, f"pruning the heads and FFN of step {step} broke the model", expected.shape)
+        row["macs"], row["params"] = _size(work, example)
+        if accuracy:
+            row["accuracy_pruned"] = accuracy(work)
+        if epochs[step - 1]:
+            finetune(work, data, cfg.finetune, teacher, epochs[step - 1])
+            work.cpu().eval()
+            if accuracy:
+                row["accuracy_finetuned"] = accuracy(work)
+        record.history.append(row)
+        log.info("prune step %d/%d: heads %d -> %d, FFN %d -> %d per block, %s MACs", step, cfg.steps,
+                 *row["heads"], *row["neurons"], f"{row['macs']:,}")
+    record.macs = (macs0, record.history[-1]["macs"])
+    record.params = (params0, record.history[-1]["params"])
+    if accuracy:
+        record.accuracy["pruned"] = record.history[-1]["accuracy_pruned"]
+        record.accuracy["after"] = record.history[-1].get("accuracy_finetuned", record.accuracy["pruned"])
+    return PruneResult(model=work.eval(), record=record)
 
 
 def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> None:
@@ -180,12 +229,14 @@ def _size(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
     return int(prof.macs), sum(p.numel() for p in model.parameters())
 
 
-def _accuracy_fn(data: Any):
+def _accuracy_fn(data: Any, task: Any = None):
     if not isinstance(data, Dataset) or len(data.y_test) == 0:
         return None
-    from trimnet.train.evaluate import accuracy_and_loss
+    from trimnet.tasks import task_for
+    from trimnet.train.evaluate import task_score
 
-    return lambda m: accuracy_and_loss(m, data.x_test, data.y_test)[0]
+    task = task_for(data, task)
+    return lambda m: task_score(m, data.x_test, data.y_test, task)
 
 
 class _Failure(TorchFunctionMode):
@@ -274,11 +325,12 @@ class _Tracker:
         rec.removed += gone
         rec.channels = (rec.channels[0], len(self.group_alive[g.name]))
         rec.layers = sorted({i.name for i in g.items if i.role in ("out", "in")} | set(rec.layers))
-        for item, positions in per_item:
-            if item.role != "out":
+        for item, positions, width in per_item:
+            if item.role != "out" or not len(positions):
                 continue
             key = (item.name, item.role)
-            alive_pos = self.alive.setdefault(key, list(range(int(item.idxs.max()) + 1)))
+            # the module's whole axis: several groups may share it (a concatenation's readers)
+            alive_pos = self.alive.setdefault(key, list(range(width if width else int(positions.max()) + 1)))
             drop = {int(p) for p in positions}
             self.removed_positions.setdefault(item.name, []).extend(alive_pos[p] for p in sorted(drop))
             self.alive[key] = [p for i, p in enumerate(alive_pos) if i not in drop]

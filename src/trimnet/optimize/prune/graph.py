@@ -302,13 +302,26 @@ class ChannelGraph:
 
     # ------------------------------------------------------------------ pruning
 
-    def prune(self, group: Group, channels: torch.Tensor) -> list[tuple[Item, torch.Tensor]]:
+    def prune(self, group: Group, channels: torch.Tensor) -> list[tuple[Item, torch.Tensor, int]]:
         """Remove ``channels`` (group channel indices) everywhere in the group; returns, per
-        item, the positions removed along its own axis (in the coordinates before the call)."""
+        item, the positions removed along its own axis and the width of that axis, both in
+        the coordinates just before the call.
+
+        The positions come from Torch-Pruning's group made now, not from the one traced at the
+        start of the step: where layers are concatenated (DenseNet), pruning an earlier group
+        shifts every later group's positions in the layers that read the concatenation.
+        """
         chosen = sorted(int(c) for c in channels)
-        removed = [(i, i.idxs[torch.isin(i.root, torch.as_tensor(chosen, dtype=torch.long))])
-                   for i in group.items if i.role in ("out", "in")]
         tp_group = self.dg.get_pruning_group(group.root, group.handler, chosen)
+        removed = []
+        for entry in tp_group:
+            module = entry.dep.target.module
+            if module is self._input or module not in self._names or not isinstance(module, nn.Module):
+                continue
+            role = "out" if self.dg.is_out_channel_pruning_fn(entry.dep.handler) else "in"
+            idx = torch.as_tensor(list(entry.idxs), dtype=torch.long)
+            root = torch.as_tensor(list(entry.root_idxs), dtype=torch.long)
+            removed.append((Item(self._names[module], module, role, idx, root), idx, _axis_width(module, role)))
         try:
             tp_group.prune()
         except Exception as exc:  # Torch-Pruning asserts on indices its graph got wrong
@@ -316,6 +329,23 @@ class ChannelGraph:
                              f"{str(exc).splitlines()[0] if str(exc) else ''}); leave it out with --ignore {group.name}"
                              ) from None
         return removed
+
+
+def _axis_width(m: nn.Module, role: str) -> int | None:
+    """The current size of the axis ``role`` prunes along (None for modules without one)."""
+    if isinstance(m, nn.Conv2d):
+        return m.out_channels if role == "out" else m.in_channels
+    if isinstance(m, nn.Linear):
+        return m.out_features if role == "out" else m.in_features
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        return m.num_features
+    if isinstance(m, nn.LayerNorm):
+        return m.normalized_shape[-1]
+    if isinstance(m, L.SelfAttention):
+        return m.q.out_features if role == "out" else m.q.in_features
+    if isinstance(m, (L.PositionEmbedding, L.FeatureTokens)):
+        return m.dim
+    return None
 
 
 def _feature_tokens_pruner(tp):

@@ -21,7 +21,7 @@ from trimnet.runtime.errors import BackendUnavailableError
 
 
 def quantize(model: Any, data: Dataset | None = None, config: QuantizeConfig | None = None, *,
-             out: str | Path | None = None) -> QuantizeResult:
+             out: str | Path | None = None, task: Any = None) -> QuantizeResult:
     """Lower ``model`` to ``config.precision`` on ``config.backend`` and measure it against fp32.
 
     ``model``: an ``nn.Module``, an ``Artifact`` or a run directory (whose dataset is reloaded
@@ -33,6 +33,7 @@ def quantize(model: Any, data: Dataset | None = None, config: QuantizeConfig | N
     than ``config.max_accuracy_drop``, and ``ParityMismatch`` when its outputs leave the
     precision's tolerance; nothing is written then. With ``out`` the kept model is saved
     there as a run directory (see ``saving.py``); otherwise call ``result.save(out)``.
+    "Accuracy" is the task's metric (``task``, default the data's or the artifact's task).
     """
     from trimnet.runtime import get_backend
 
@@ -46,6 +47,9 @@ def quantize(model: Any, data: Dataset | None = None, config: QuantizeConfig | N
     module, source = _resolve(model)
     data = _dataset(data, source)
     _check_shapes(source, data)
+    from trimnet.tasks import task_for
+
+    task = task_for(data, task if task is not None else source["meta"].get("task"))
     start = time.perf_counter()
     x_test, y_test = data.split("test")
     if len(y_test) == 0:
@@ -59,8 +63,8 @@ def quantize(model: Any, data: Dataset | None = None, config: QuantizeConfig | N
     with open_candidate(candidate, False, fused, tuple(source["in_shape"]), cfg.threads) as runner:
         report, passed, parity_summary = measure.parity(fused, runner.run, cfg.precision, real,
                                                         runtime=f"{method.backend} {cfg.precision}")
-        acc_after = measure.accuracy(runner.run, x_test, y_test)
-    acc_before = _eager_accuracy(module, x_test, y_test)
+        acc_after = measure.accuracy(runner.run, x_test, y_test, task=task)
+    acc_before = _eager_accuracy(module, x_test, y_test, task)
     example = x_test[:max(cfg.batch_sizes)].float()
     # a runtime that ran fp32 anyway would be timed against itself: nothing to learn, nothing kept
     timings = measure.latency(candidate, fused, example, cfg) if candidate.runs_lower else []
@@ -114,6 +118,9 @@ def _resolve(model: Any) -> tuple[nn.Module, dict]:
                              "normalization": model.normalization, "meta": model.meta, "path": str(model.path)}
     if not isinstance(model, nn.Module):
         raise ConfigError(f"cannot quantize a {type(model).__name__}; pass an nn.Module, an Artifact or a run directory")
+    from trimnet.models.families import as_module
+
+    model = as_module(model)
     return model, {"in_shape": list(getattr(model, "in_shape", ()) or ()), "class_names": None,
                    "normalization": None, "meta": {}, "path": None}
 
@@ -172,7 +179,7 @@ def _metadata(model: nn.Module, source: dict) -> dict[str, str]:
                           {"arch": source["meta"].get("arch")})
 
 
-def _eager_accuracy(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    from trimnet.train.evaluate import logits_of
+def _eager_accuracy(module: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Any = None) -> float:
+    from trimnet.train.evaluate import task_score
 
-    return float((logits_of(module, x, 256).argmax(1) == y).float().mean())
+    return task_score(module, x, y, task, 256)

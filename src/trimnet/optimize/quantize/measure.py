@@ -6,7 +6,7 @@ with the same threads (``trimnet.bench.compare``), so the ratio survives a noisy
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ def parity(fp32: nn.Module, run: Callable[[np.ndarray], np.ndarray], precision: 
     """(report, passed, one-line summary) of the candidate's outputs against fp32 PyTorch; never raises."""
     cases = [(f"test batch {len(real)}", real)]
     if precision not in MIN_SQNR_DB:
-        cases = random_inputs(real.shape[1:]) + cases
+        cases = random_inputs(real.shape[1:], model=fp32) + cases
     report = check_parity(fp32, run, cases, runtime=runtime, precision=PARITY_NAMES[precision],
                           tolerance=None if precision not in MIN_SQNR_DB else Tolerance(0.0, 0.0), strict=False)
     with torch.inference_mode():
@@ -60,10 +60,12 @@ def parity(fp32: nn.Module, run: Callable[[np.ndarray], np.ndarray], precision: 
     return out, report.passed, report.summary() if report.cases else runtime
 
 
-def accuracy(run: Callable[[np.ndarray], np.ndarray], x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> float:
-    preds = [np.asarray(run(np.ascontiguousarray(x[i:i + batch].numpy(), dtype=np.float32))).argmax(1)
-             for i in range(0, len(x), batch)]
-    return float((np.concatenate(preds) == y.numpy()).mean()) if preds else float("nan")
+def accuracy(run: Callable[[np.ndarray], np.ndarray], x: torch.Tensor, y: torch.Tensor, batch: int = 256,
+             task: Any = None) -> float:
+    """The task's metric (accuracy for classification) of the lowered model on ``(x, y)``."""
+    from trimnet.train.evaluate import runner_score
+
+    return runner_score(run, x, y, task, batch)
 
 
 def latency(candidate: Candidate, fp32_model: nn.Module, example: torch.Tensor, cfg: QuantizeConfig) -> list[Latency]:

@@ -1,0 +1,183 @@
+"""Infer requests and responses over HTTP/REST: JSON, and the binary tensor data extension.
+
+With the extension, a body is a JSON header of ``Inference-Header-Content-Length`` bytes
+followed by the tensors' raw bytes: an input whose ``parameters.binary_data_size`` is set
+takes that many bytes, in input order (little-endian numbers, row-major; BYTES elements
+each a 4-byte length then the bytes). Outputs come back binary when the request sets
+``parameters.binary_data_output`` or the output's ``parameters.binary_data``; the response
+then carries the same header and each binary output its ``binary_data_size``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from trimnet.serve.protocol import (
+    DATATYPES, DEFAULT_OUTPUTS, INPUT_NAME, OUTPUTS, InferRequest, InputSpec, OutputRequest, RequestError, Tensor, _kind, _short,
+    check_input_header, decode_input, join_bytes, output_request, parse_json, request_options,
+)
+
+HEADER_LENGTH = "inference-header-content-length"
+
+
+def parse_infer(body: bytes, spec: InputSpec, *, normalize: bool = True, top_k: int = 1,
+                header_length: str | None = None) -> InferRequest:
+    """Check a v2 infer request body (JSON, or JSON + binary tensors) against the model's input."""
+    binary = b""
+    if header_length is not None:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise RequestError(f"Inference-Header-Content-Length {header_length[:40]!r} must be a number of bytes "
+                               f"no larger than the body ({len(body)} bytes)")
+        n = int(header_length)
+        body, binary = body[:n], memoryview(body)[n:]
+    req = parse_json(body, "the request's JSON header" if header_length is not None else "the request body")
+    if not isinstance(req, dict):
+        raise RequestError(f"the request body must be a JSON object with 'inputs', not {_kind(req)}")
+    request_id = req.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise RequestError(f"'id' must be a string, not {_kind(request_id)}")
+    params = req.get("parameters")
+    params = {} if params is None else params
+    if not isinstance(params, dict):
+        raise RequestError(f"'parameters' must be an object, not {_kind(params)}")
+    normalize, top_k = request_options(params, spec.num_classes, normalize=normalize, top_k=top_k)
+    binary_all = params.get("binary_data_output", False)
+    if not isinstance(binary_all, bool):
+        raise RequestError(f"parameters.binary_data_output must be true or false, not {_short(binary_all)}")
+    x = _parse_inputs(req.get("inputs"), spec, binary)
+    return InferRequest(x=None if isinstance(x, list) else x, texts=x if isinstance(x, list) else None,
+                        id=request_id, outputs=_parse_outputs(req.get("outputs"), binary_all, spec.num_classes),
+                        top_k=top_k, normalize=normalize)
+
+
+def _parse_inputs(inputs: Any, spec: InputSpec, binary: memoryview | bytes):
+    if not isinstance(inputs, list) or not inputs:
+        raise RequestError(f"'inputs' must be a list with one tensor {{'name': '{INPUT_NAME}', 'shape': "
+                           f"{[-1, *spec.in_shape]}, 'datatype': 'FP32', 'data': [...]}}")
+    if len(inputs) != 1:
+        raise RequestError(f"'inputs' has {len(inputs)} tensors but the model takes one, '{INPUT_NAME}'")
+    tensor = inputs[0]
+    if not isinstance(tensor, dict):
+        raise RequestError(f"inputs[0] must be an object with name, shape, datatype and data, not {_kind(tensor)}")
+    params = tensor.get("parameters")
+    params = {} if params is None else params
+    if not isinstance(params, dict):
+        raise RequestError(f"inputs[0].parameters must be an object, not {_kind(params)}")
+    size = params.get("binary_data_size")
+    needed = ("name", "shape", "datatype") if size is not None else ("name", "shape", "datatype", "data")
+    missing = [k for k in needed if k not in tensor]
+    if missing:
+        raise RequestError(f"inputs[0] lacks {', '.join(repr(k) for k in missing)}")
+    shape, count = check_input_header(tensor["name"], tensor["datatype"], tensor["shape"], spec)
+    if size is None:
+        if len(binary):
+            raise RequestError(f"{len(binary)} bytes follow the JSON header but no input sets "
+                               "parameters.binary_data_size")
+        return decode_input(tensor["datatype"], shape, count, data=tensor["data"])
+    if not isinstance(size, int) or isinstance(size, bool) or size != len(binary):
+        raise RequestError(f"inputs[0].parameters.binary_data_size is {_short(size)} but {len(binary)} bytes follow "
+                           "the JSON header (Inference-Header-Content-Length)")
+    if "data" in tensor:
+        raise RequestError("inputs[0] has both 'data' and parameters.binary_data_size; send one")
+    return decode_input(tensor["datatype"], shape, count, raw=bytes(binary))
+
+
+def _parse_outputs(outputs: Any, binary_all: bool, num_classes: int):
+    if outputs is None:
+        return tuple(OutputRequest(o.name, binary_all) for o in DEFAULT_OUTPUTS)
+    if not isinstance(outputs, list):
+        raise RequestError(f"'outputs' must be a list of {{'name': ...}} objects, not {_kind(outputs)}")
+    parsed = []
+    for i, out in enumerate(outputs):
+        if not isinstance(out, dict):
+            raise RequestError(f"outputs[{i}]: unknown output {_short(out)}; the model's outputs are "
+                               f"{', '.join(OUTPUTS)}")
+        params = out.get("parameters")
+        params = {} if params is None else params
+        if not isinstance(params, dict):
+            raise RequestError(f"outputs[{i}].parameters must be an object, not {_kind(params)}")
+        parsed.append(output_request(i, out.get("name"), params.get("binary_data", binary_all),
+                                     params.get("classification", params.get("class_count")), num_classes))
+    return tuple(parsed) or tuple(OutputRequest(o.name, binary_all) for o in DEFAULT_OUTPUTS)
+
+
+class NonFinite(RequestError):
+    """Outputs JSON cannot carry (NaN or infinity); binary outputs can."""
+
+
+def encode_response(model_name: str, version: str, request: InferRequest, tensors: list[Tensor]) -> tuple[bytes, int | None]:
+    """The response body and, when any output is binary, the length of its JSON header."""
+    binary_of = {o.name: o.binary for o in request.outputs}
+    blobs: list[bytes] = []
+    out = []
+    for t in tensors:
+        entry: dict[str, Any] = {"name": t.name, "datatype": t.datatype, "shape": t.shape}
+        if binary_of.get(t.name):
+            blob = join_bytes(t.data) if t.datatype == "BYTES" else np.ascontiguousarray(
+                t.data, dtype=np.dtype(t.data.dtype).newbyteorder("<")).tobytes()
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        elif t.datatype == "BYTES":
+            entry["data"] = [b.decode("utf-8", "replace") for b in t.data]
+        else:
+            if t.data.dtype.kind == "f" and not np.isfinite(t.data).all():
+                raise NonFinite(f"the model's output '{t.name}' holds NaN or infinite values for these inputs, which "
+                                "JSON cannot carry; ask for it in binary (outputs[].parameters.binary_data: true) "
+                                "or send inputs in the range the model was trained on", status=422)
+            entry["data"] = t.data.ravel().tolist()
+        out.append(entry)
+    payload: dict[str, Any] = {"model_name": model_name, "model_version": version, "outputs": out}
+    if request.id is not None:
+        payload["id"] = request.id
+    header = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)
+
+
+# JSON Schemas for /openapi.json, written inline (no $refs) so that any OpenAPI tool reads them
+TENSOR_SCHEMA = {
+    "type": "object",
+    "required": ["name", "shape", "datatype"],
+    "properties": {
+        "name": {"type": "string", "example": INPUT_NAME},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "example": [1, 1, 8, 8]},
+        "datatype": {"type": "string", "enum": list(DATATYPES), "example": "FP32"},
+        "data": {"type": "array", "items": {}, "description": "values, flat in row-major order (or nested); "
+                                                              "absent when parameters.binary_data_size is set"},
+        "parameters": {"type": "object", "properties": {"binary_data_size": {"type": "integer", "minimum": 0}}},
+    },
+}
+INFER_REQUEST_SCHEMA = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {
+            "type": "object",
+            "description": "normalize: apply the training normalization (default: the server's); top_k: classes "
+                           "per sample in labels/classes/confidences; binary_data_output: every output binary",
+            "properties": {"normalize": {"type": "boolean"}, "top_k": {"type": "integer", "minimum": 1},
+                           "binary_data_output": {"type": "boolean"}},
+        },
+        "inputs": {"type": "array", "items": TENSOR_SCHEMA, "minItems": 1, "maxItems": 1},
+        "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string", "enum": list(OUTPUTS)},
+            "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"},
+                                                            "class_count": {"type": "integer", "minimum": 0}}}}}},
+    },
+}
+INFER_RESPONSE_SCHEMA = {
+    "type": "object",
+    "required": ["model_name", "outputs"],
+    "properties": {
+        "model_name": {"type": "string"},
+        "model_version": {"type": "string"},
+        "id": {"type": "string"},
+        "outputs": {"type": "array", "items": TENSOR_SCHEMA},
+    },
+}
+ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
