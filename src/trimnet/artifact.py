@@ -86,6 +86,14 @@ class Artifact:
         """Whether the model takes token ids made by the run's ``tokenizer.json``."""
         return bool(self.meta.get("tokenizer"))
 
+    @property
+    def tokenizer(self) -> str | None:
+        """The run's ``tokenizer.json`` text (None for a model that does not read text)."""
+        if not self.reads_text:
+            return None
+        return (self.meta.get("data") or {}).get(TOKENIZER_KEY) or _read_tokenizer(
+            self.path / self.meta["tokenizer"].get("file", TOKENIZER))
+
     def encode_text(self, texts: Sequence[str]) -> "np.ndarray":
         """Raw strings -> ``(N, seq_len)`` float32 token ids, padded or truncated as in training."""
         from trimnet.data.tokenizer import encode, load_tokenizer
@@ -94,8 +102,7 @@ class Artifact:
             raise ArtifactError(f"{self.path} was not trained on text (no {TOKENIZER}); pass numeric inputs")
         if isinstance(texts, str):
             texts = [texts]
-        text = (self.meta.get("data") or {}).get(TOKENIZER_KEY) or (self.path / TOKENIZER).read_text(encoding="utf-8")
-        return encode(load_tokenizer(text, self.in_shape[0]), list(texts))
+        return encode(load_tokenizer(self.tokenizer, self.in_shape[0]), list(texts))
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Raw inputs (as in the source files) -> what the model was trained on."""

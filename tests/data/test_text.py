@@ -146,3 +146,21 @@ def test_text_model_prunes_heads_and_exports(text_run, tmp_path):
     assert pruned(x).shape == (4, 2)
     exported = tn.export(pruned, tmp_path / "m.onnx", x[:1])
     assert exported.parity.passed
+
+
+def test_server_takes_raw_text_as_kserve_bytes(text_run):
+    from fastapi.testclient import TestClient
+
+    from trimnet.serve import create_app
+    from trimnet.serve.model import load_model
+
+    tmp, _, _ = text_run
+    art = tn.load_artifact(tmp / "run")
+    assert art.tokenizer == (tmp / "run" / "tokenizer.json").read_text()
+    texts = ["winner you won a holiday prize call 87121 now", "ok see you at home tonight"]
+    with TestClient(create_app([load_model(art, name="spam")])) as c:
+        body = {"inputs": [{"name": "input", "shape": [2, 1], "datatype": "BYTES", "data": texts}],
+                "outputs": [{"name": "classes"}]}
+        r = c.post("/v2/models/spam/infer", json=body)
+    assert r.status_code == 200 and r.json()["outputs"][0]["data"] == ["spam", "ham"]
+    assert r.json()["outputs"][0]["data"] == tn.predict(art, texts).names
