@@ -28,14 +28,14 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
 from trimnet.data.dataset import Dataset
 from trimnet.errors import ConfigError
-from trimnet.optimize.final import confirm, final_round, mark
+from trimnet.optimize.final import final_round, mark
 from trimnet.optimize.result import OptimizeResult
 
 log = logging.getLogger("trimnet.optimize")
