@@ -175,3 +175,11 @@ def test_gradient_criteria_differentiate_the_task_loss(regression):
     res = tn.prune(model, regression, tn.PruneConfig(criterion="taylor", ratio=0.5,
                                                      finetune=FinetuneConfig(epochs=0)))
     assert res.record.params[1] < res.record.params[0]  # real-valued targets: MSE gradients, not cross-entropy
+
+
+def test_serving_a_regression_model_says_why_and_what_to_do(trained_regressor):
+    from trimnet.errors import ConfigError
+    from trimnet.serve.model import load_model
+
+    with pytest.raises(ConfigError, match="regression model.*trimnet predict"):
+        load_model(trained_regressor[1])

@@ -45,6 +45,11 @@ def load_model(source: Any, *, name: str | None = None, backend: str = "torch", 
     artifact = source if isinstance(source, Artifact) else load_artifact(Path(source))
     name = name or artifact.path.name
     check_name(name)
+    task = artifact.task.get("name", "classification")
+    if task != "classification":  # the protocol's outputs here are class scores, labels and the classification extension
+        raise ConfigError(f"{artifact.path} is a {task} model; trimnet serve answers classification models only. "
+                          f"Use trimnet predict, or export it (trimnet export) and serve the ONNX file with a "
+                          f"general server")
     if "dynamic" in get_backend(backend).options:
         options.setdefault("dynamic", True)  # batch sizes vary from call to call: compile once, not per size
     example = artifact.example_inputs(2)
