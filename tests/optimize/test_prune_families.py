@@ -7,7 +7,7 @@ import trimnet as tn
 from trimnet.errors import ConfigError
 from trimnet.models.families import family_of, wrap
 
-from ..models.conftest import BUILDERS, CLASSES, FFN, HEADS, LAYERS, SEQ, token_dataset, tiny_bert
+from ..models.conftest import BUILDERS, CLASSES, HEADS, LAYERS, SEQ, token_dataset, tiny_bert
 
 
 def _config_sizes(model):
