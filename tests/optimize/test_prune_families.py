@@ -7,7 +7,7 @@ import trimnet as tn
 from trimnet.errors import ConfigError
 from trimnet.models.families import family_of, wrap
 
-from ..models.conftest import BUILDERS, CLASSES, FFN, HEADS, LAYERS, SEQ, token_dataset, tiny_bert
+from ..models.conftest import BUILDERS, CLASSES, HEADS, LAYERS, SEQ, token_dataset, tiny_bert
 
 
 def _config_sizes(model):
@@ -132,3 +132,17 @@ def test_densenet_concatenations_prune_with_correct_records(tmp_path):
     assert res.record.macs[1] < res.record.macs[0] / 2
     assert tn.export(pruned, tmp_path / "dense.onnx", x[:2]).parity.passed
 
+
+
+@pytest.mark.slow
+def test_optimize_runs_on_a_transformers_classifier():
+    """The whole search on a raw transformers model (the cheaper tests above cover each step)."""
+    ds = token_dataset(400)
+    hf = tiny_bert()
+    tn.train(wrap(hf, seq_len=SEQ), ds, tn.TrainConfig(epochs=2))
+    res = tn.optimize(hf, ds, tn.OptimizeConfig(max_accuracy_drop=0.05, ratios=[0.5], criteria=["l1"],
+                                                finetune_epochs=1, finetune_retry_epochs=0, precisions=["fp32"],
+                                                time_budget_s=120, bench_time_s=0.2))
+    assert "l1-0.5" in res.prune_records
+    assert res.prune_records["l1-0.5"]["groups"][0]["unit"] == "head"
+    assert res.best.val_accuracy >= res.baseline_val_accuracy - 0.05
