@@ -12,7 +12,7 @@ the original exported to onnxruntime (fp32) and of the winner, timed side by sid
 search's finalist round (interleaved), and the ratio. Targets: accuracy within 1 point of
 the unpruned model, and >= 3x the exported original's batch-1 speed.
 
-    python benchmarks/text.py                       # ~10 minutes on 2 idle cores
+    python benchmarks/text.py                       # ~10 minutes on 2 idle cores (20+ when busy)
     python benchmarks/text.py --quick               # smaller model and budget: a smoke run
     python benchmarks/text.py --write-csv messages.csv   # only write the CSV (configs/spam.yaml reads it)
 """
@@ -107,6 +107,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--messages", type=int, default=2400)
+    p.add_argument("--epochs", type=int, help="training epochs (default 6; --quick 3)")
+    p.add_argument("--ratios", help="pruning ratios tried, comma-separated (default 0.75,0.875)")
     p.add_argument("--write-csv", metavar="PATH", help="write the generated CSV and stop")
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args()
@@ -125,19 +127,20 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="trimnet-text-"))
     csv_path = write_csv(tmp / "messages.csv", messages(args.messages))
     data = tn.load_dataset(f"csv:{csv_path}", text="text", label="label", seq_len=48, vocab_size=2048)
-    model_opts = ({"dim": 64, "depth": 1, "heads": 2} if args.quick else {"dim": 192, "depth": 2, "heads": 6})
+    model_opts = ({"dim": 64, "depth": 1, "heads": 2} if args.quick else {"dim": 128, "depth": 2, "heads": 4})
     model_opts["vocab_size"] = 2048
     torch.manual_seed(0)
     model = tn.create_model("text_transformer", data.in_shape, data.num_classes, **model_opts)
     t0 = time.perf_counter()
-    trained = tn.train(model, data, tn.TrainConfig(epochs=3 if args.quick else 8, lr=1e-3, batch_size=64,
+    trained = tn.train(model, data, tn.TrainConfig(epochs=args.epochs or (3 if args.quick else 6), lr=1e-3, batch_size=64,
                                                    progress=False))
     train_s = time.perf_counter() - t0
     cfg = OptimizeConfig(max_accuracy_drop=0.01, target_backend="onnxruntime", criteria=["l1"],
-                         ratios=[0.5, 0.75] if args.quick else [0.5, 0.75, 0.875],
-                         precisions=["fp32", "int8"], finetune_epochs=2 if args.quick else 3,
+                         ratios=[float(r) for r in args.ratios.split(",")] if args.ratios else
+                         [0.5, 0.75] if args.quick else [0.75, 0.875],
+                         precisions=["fp32", "int8"], finetune_epochs=2 if args.quick else 4,
                          finetune_retry_epochs=0 if args.quick else 6,
-                         time_budget_s=150 if args.quick else 600)
+                         time_budget_s=150 if args.quick else 900)
     t0 = time.perf_counter()
     result = optimize(trained.model, data, cfg, progress=lambda m: print("  " + m, file=sys.stderr, flush=True))
     optimize_s = time.perf_counter() - t0
@@ -147,7 +150,7 @@ def main() -> int:
     out = {
         "kind": "trimnet.benchmark.text",
         "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "command": "python benchmarks/text.py" + (" --quick" if args.quick else ""),
+        "command": "python " + " ".join(["benchmarks/text.py", *sys.argv[1:]]),
         "machine": {**describe_environment(), "platform": platform.platform()},
         "load_average_before": load_before, "load_average_after": load_average(),
         "data": {"messages": args.messages, "train": len(data.y_train), "val": len(data.y_val),
