@@ -200,7 +200,9 @@ def seconds(works: Works, dev: Device, precision: str, runtime: str, params: Par
         e = e * params.training.get("backward_efficiency", TRAINING_DEFAULTS["backward_efficiency"])
     hm = s["hm"] * (peak / 1e14) ** s["a"]
     # an implicit-GEMM convolution kernel at this precision runs at conv_<precision> x the dense GEMM's E
-    conv = np.where(works.roles == "conv", s.get(f"conv_{precision}", 1.0), 1.0)
+    # ... and a fused attention kernel (two GEMMs around a softmax, reducing over 64-wide heads) at attn_<precision>
+    conv = np.where(works.roles == "conv", s.get(f"conv_{precision}", 1.0),
+                    np.where(works.roles == "attention", s.get(f"attn_{precision}", 1.0), 1.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         eff = np.minimum(e * conv * works.m / (works.m + hm) * works.k / (works.k + s["hk"])
                          * works.n / (works.n + s["hn"]), 1.0)
@@ -262,6 +264,12 @@ def _paths(figs: Iterable, catalog: dict[str, Device]) -> list[tuple]:
     dense_precisions = {f.precision for f in figs if f.model != "resnet50" and catalog[f.device].kind == "gpu"}
     for prec in sorted(conv_precisions & dense_precisions):  # only where the two can be told apart
         out.append(("shape", "gpu", f"conv_{prec}", 0.3, 3.0, 1.0))
+    attn_chips: dict[str, set] = {}
+    for f in figs:
+        if f.model != "resnet50" and catalog[f.device].kind == "gpu":
+            attn_chips.setdefault(f.precision, set()).add(catalog[f.device].family)
+    for prec in sorted(p for p, chips in attn_chips.items() if len(chips) >= 2):  # else E alone absorbs it
+        out.append(("shape", "gpu", f"attn_{prec}", 0.1, 3.0, 1.0))
     counts: dict[str, int] = {}
     for f in figs:
         counts[catalog[f.device].family] = counts.get(catalog[f.device].family, 0) + 1
