@@ -3,14 +3,15 @@
 Each layer of a profile is a GEMM of ``m`` output positions x ``k`` reduction x ``n`` channels
 (or a vector pass). On a device ``d`` at precision ``p`` under runtime ``r``:
 
-    matrix layer   compute = flops / (peak[d,p] * E[chip,p] * m/(m+Hm) * k/(k+Hk) * n/(n+Hn)),
+    matrix layer   compute = flops / (peak[d,p] * E[chip,p] * F[role,p] * m/(m+Hm) * k/(k+Hk) * n/(n+Hn)),
                    Hm = hm * (peak[d,p] / 100 TFLOP/s) ** a     (a bigger chip needs more rows to fill)
+                   F = conv_p (implicit-GEMM convolution), attn_p (fused attention), else 1
     vector layer   compute = flops / (peak[d,fp32] * vector)
     memory         weights / (bandwidth * mu) + activations / (bandwidth * mu * (l2x if they fit in L2 else 1))
     layer time     max(compute, memory) + layer_s[r]       (0 for the roles r fuses away)
     call time      call_s[r] + sum of layer times
 
-``E`` per chip and precision, the shape constants (hm, a, hk, hn), vector, mu and l2x per device
+``E`` per chip and precision, the shape constants (hm, a, hk, hn, conv_p, attn_p), vector, mu and l2x per device
 kind, and each runtime's call_s and layer_s are fitted by least squares on log time to the
 training part of ``benchmarks/published/`` (``fit``); ``benchmarks/hardware_fidelity.py``
 writes the result to ``fitted.json`` next to this file with the error measured on the
