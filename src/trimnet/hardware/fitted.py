@@ -238,6 +238,7 @@ def seconds(works: Works, dev: Device, precision: str, runtime: str, params: Par
             extra["allreduce_s"] = (1 - overlap) * 2 * (gpus - 1) / gpus * grad_bytes / link / accumulation
     total += sum(extra.values())
     assumptions = {"efficiency": e, "efficiency_from": e_from, "half_m": hm, "half_k": s["hk"], "half_n": s["hn"],
+                   "conv_factor": s.get(f"conv_{precision}", 1.0), "attention_factor": s.get(f"attn_{precision}", 1.0),
                    "vector_share": s["vector"], "memory_share": s["mu"], "l2_speedup": s["l2x"],
                    "l2_bytes": dev.l2_bytes, "runtime": rt.name, "runtime_about": rt.about,
                    "call_overhead_s": call_s, "overhead_per_layer_s": layer_s,
