@@ -9,7 +9,7 @@ import pytest
 from trimnet.cli.main import main
 from trimnet.errors import ConfigError
 from trimnet.hardware import estimate, load_catalog, recommend, train_time
-from trimnet.hardware.fitted import OFFLINE_LADDER, build_works, load_params, seconds
+from trimnet.hardware.fitted import OFFLINE_LADDER, build_works, figure_works, load_params, predict, seconds
 from trimnet.hardware.published import load_figures, split, workload
 
 
@@ -174,3 +174,14 @@ def test_cli_runtime_and_band(capsys):
     assert "Cheapest: l4" in out and "band" in out
     assert main(["hardware", "estimate", "--model", "resnet50", "--device", "t4", "--runtime", "bogus"]) == 2
     assert "choose one of: tensorrt" in capsys.readouterr().err
+
+
+def test_offline_figures_are_predicted_at_the_harness_best_batch(figures, catalog):
+    # MLPerf Offline states no batch; its harness is tuned to the best one, and the L4's best ResNet-50
+    # batch is a small one, whose activations stay in its 48 MB L2
+    fig, params = figures["mlperf-v3.1-l4-resnet50-offline"], load_params()
+    per_sample = {b: seconds(figure_works(fig, {}, 1.0, b), catalog["l4"], "int8", "tensorrt", params).seconds / b
+                  for b in OFFLINE_LADDER}
+    best = min(per_sample, key=per_sample.get)
+    assert best < 256 and per_sample[best] < 0.9 * per_sample[256]
+    assert predict(fig, catalog, params) == pytest.approx(per_sample[best] * fig.model_batch)

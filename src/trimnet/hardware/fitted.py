@@ -3,14 +3,15 @@
 Each layer of a profile is a GEMM of ``m`` output positions x ``k`` reduction x ``n`` channels
 (or a vector pass). On a device ``d`` at precision ``p`` under runtime ``r``:
 
-    matrix layer   compute = flops / (peak[d,p] * E[chip,p] * m/(m+Hm) * k/(k+Hk) * n/(n+Hn)),
+    matrix layer   compute = flops / (peak[d,p] * E[chip,p] * F[role,p] * m/(m+Hm) * k/(k+Hk) * n/(n+Hn)),
                    Hm = hm * (peak[d,p] / 100 TFLOP/s) ** a     (a bigger chip needs more rows to fill)
+                   F = conv_p (implicit-GEMM convolution), attn_p (fused attention), else 1
     vector layer   compute = flops / (peak[d,fp32] * vector)
     memory         weights / (bandwidth * mu) + activations / (bandwidth * mu * (l2x if they fit in L2 else 1))
     layer time     max(compute, memory) + layer_s[r]       (0 for the roles r fuses away)
     call time      call_s[r] + sum of layer times
 
-``E`` per chip and precision, the shape constants (hm, a, hk, hn), vector, mu and l2x per device
+``E`` per chip and precision, the shape constants (hm, a, hk, hn, conv_p, attn_p), vector, mu and l2x per device
 kind, and each runtime's call_s and layer_s are fitted by least squares on log time to the
 training part of ``benchmarks/published/`` (``fit``); ``benchmarks/hardware_fidelity.py``
 writes the result to ``fitted.json`` next to this file with the error measured on the
@@ -200,7 +201,9 @@ def seconds(works: Works, dev: Device, precision: str, runtime: str, params: Par
         e = e * params.training.get("backward_efficiency", TRAINING_DEFAULTS["backward_efficiency"])
     hm = s["hm"] * (peak / 1e14) ** s["a"]
     # an implicit-GEMM convolution kernel at this precision runs at conv_<precision> x the dense GEMM's E
-    conv = np.where(works.roles == "conv", s.get(f"conv_{precision}", 1.0), 1.0)
+    # ... and a fused attention kernel (two GEMMs around a softmax, reducing over 64-wide heads) at attn_<precision>
+    conv = np.where(works.roles == "conv", s.get(f"conv_{precision}", 1.0),
+                    np.where(works.roles == "attention", s.get(f"attn_{precision}", 1.0), 1.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         eff = np.minimum(e * conv * works.m / (works.m + hm) * works.k / (works.k + s["hk"])
                          * works.n / (works.n + s["hn"]), 1.0)
@@ -235,6 +238,7 @@ def seconds(works: Works, dev: Device, precision: str, runtime: str, params: Par
             extra["allreduce_s"] = (1 - overlap) * 2 * (gpus - 1) / gpus * grad_bytes / link / accumulation
     total += sum(extra.values())
     assumptions = {"efficiency": e, "efficiency_from": e_from, "half_m": hm, "half_k": s["hk"], "half_n": s["hn"],
+                   "conv_factor": s.get(f"conv_{precision}", 1.0), "attention_factor": s.get(f"attn_{precision}", 1.0),
                    "vector_share": s["vector"], "memory_share": s["mu"], "l2_speedup": s["l2x"],
                    "l2_bytes": dev.l2_bytes, "runtime": rt.name, "runtime_about": rt.about,
                    "call_overhead_s": call_s, "overhead_per_layer_s": layer_s,
@@ -262,6 +266,12 @@ def _paths(figs: Iterable, catalog: dict[str, Device]) -> list[tuple]:
     dense_precisions = {f.precision for f in figs if f.model != "resnet50" and catalog[f.device].kind == "gpu"}
     for prec in sorted(conv_precisions & dense_precisions):  # only where the two can be told apart
         out.append(("shape", "gpu", f"conv_{prec}", 0.3, 3.0, 1.0))
+    attn_chips: dict[str, set] = {}
+    for f in figs:
+        if f.model != "resnet50" and catalog[f.device].kind == "gpu":
+            attn_chips.setdefault(f.precision, set()).add(catalog[f.device].family)
+    for prec in sorted(p for p, chips in attn_chips.items() if len(chips) >= 2):  # else E alone absorbs it
+        out.append(("shape", "gpu", f"attn_{prec}", 0.1, 3.0, 1.0))
     counts: dict[str, int] = {}
     for f in figs:
         counts[catalog[f.device].family] = counts.get(catalog[f.device].family, 0) + 1

@@ -26,7 +26,7 @@ MODELS = {  # key -> (zoo model, encoder width, depth, heads); resnet50 takes 3x
 }
 METRICS = ("latency_ms", "throughput")
 MODES = ("inference", "training")
-OFFLINE_BATCH = 256  # MLPerf Offline logs do not state the harness's batch; offline throughput saturates by here
+OFFLINE_BATCH = 256  # MLPerf Offline logs state no batch: their time is per this many samples, made at the best batch
 HOLDOUT_EVERY = 3  # one figure in three (by id hash) is held out
 
 
@@ -50,7 +50,7 @@ class Figure:
 
     @property
     def model_batch(self) -> int:
-        """The batch the estimate is made at: the stated one, else the offline assumption."""
+        """The stated batch, else the samples an Offline time is counted per (``fitted.predict`` picks its batch)."""
         return self.batch if self.batch is not None else OFFLINE_BATCH
 
     @property
