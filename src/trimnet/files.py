@@ -82,3 +82,26 @@ def clean_stale(directory: str | os.PathLike, names: tuple[str, ...]) -> list[Pa
                 p.unlink()
                 removed.append(p)
     return removed
+
+
+def save_openvino_ir(ov, model, path: str | os.PathLike, compress_to_fp16: bool = False) -> Path:
+    """``ov.save_model`` through a temporary folder beside ``path``: the ``.bin`` then the ``.xml``
+    are renamed into place, so a crash or a full disk never leaves a truncated IR under the name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        staged = tmp / path.name
+        ov.save_model(model, str(staged), compress_to_fp16=compress_to_fp16)
+        umask = os.umask(0)
+        os.umask(umask)
+        for suffix in (".bin", ".xml"):  # the .xml last: it is what readers open
+            part = staged.with_suffix(suffix)
+            if part.exists():
+                os.chmod(part, 0o666 & ~umask)
+                os.replace(part, path.with_suffix(suffix))
+    finally:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path

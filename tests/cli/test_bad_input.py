@@ -245,3 +245,16 @@ def test_more_cases_found_by_trying(cli, clean_error, iris_run, tmp_path, argv, 
     argv = [{"RUN": iris_run, "EMPTY": tmp_path / "empty.npy"}.get(a, a) for a in argv]
     code, _, err = cli(*argv)
     clean_error(code, err, needle)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["export", "{run}", "--opset", "1000"], "--opset 1000"),
+    (["export", "{run}", "--opset", "-1"], "--opset -1"),
+    (["stats", "{run}", "--threshold", "nan"], "--threshold"),
+    (["optimize", "{run}", "--optimize.bench_time_s", "-1"], "bench_time_s"),
+])
+def test_values_that_would_run_nonsense_are_refused(cli, clean_error, iris_copy, argv, needle):
+    before = sorted(p.name for p in iris_copy.iterdir())
+    code, _, err = cli(*[a.format(run=iris_copy) for a in argv])
+    clean_error(code, err, needle)
+    assert sorted(p.name for p in iris_copy.iterdir()) == before  # nothing written

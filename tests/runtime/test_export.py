@@ -106,6 +106,21 @@ def test_openvino_ir_with_metadata_and_f16_weights(tiny_cnn, example, tmp_path):
     assert json.loads(model.get_rt_info(["trimnet", "class_names"]).astype(str)) == ["a", "b", "c"]
 
 
+def test_openvino_ir_is_written_whole_or_not_at_all(tiny_cnn, example, tmp_path):
+    pytest.importorskip("openvino")
+    export(tiny_cnn, tmp_path, example, format="openvino")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "model.xml"]  # no staging left behind
+    assert oct((tmp_path / "model.xml").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def tn_version() -> str:
     import trimnet
 

@@ -47,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
         if dataset.in_shape != art.in_shape:
             raise ConfigError(f"--data {args.data} has inputs of shape {dataset.in_shape} but the model takes "
                               f"{art.in_shape}; pass the dataset the model was trained on")
+    if args.opset is not None and not 7 <= args.opset <= 23:
+        raise ConfigError(f"--opset {args.opset} is not an ONNX opset trimnet can export to; use 7 to 23 "
+                          f"(default {DEFAULT_OPSET})")
     result = export(art, args.out or art.path, format=args.format, opset=args.opset or DEFAULT_OPSET,
                     precision=args.precision, dataset=dataset)
     if args.json:

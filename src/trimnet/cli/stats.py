@@ -30,6 +30,10 @@ def run(args: argparse.Namespace) -> int:
     from trimnet.optimize.stats import activation_stats
     from trimnet.train.evaluate import dataset_of
 
+    import math
+
+    if not math.isfinite(args.threshold):
+        raise DataError(f"--threshold must be a finite number (a unit fires above it); got {args.threshold}")
     art = tn.load_artifact(args.run_dir)
     if not art.meta.get("data"):
         raise DataError(f"{art.path} records no dataset to calibrate on; use trimnet.optimize.stats.activation_stats "

@@ -79,6 +79,8 @@ class OptimizeConfig:
             raise ConfigError("finetune_epochs and finetune_retry_epochs must be >= 0")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"optimize threads must be >= 1 (or unset: the free cores); got {self.threads}")
+        if not self.bench_time_s > 0:  # also refuses NaN
+            raise ConfigError(f"bench_time_s must be > 0 seconds; got {self.bench_time_s}")
         if self.time_budget_s <= 0:
             raise ConfigError(f"time_budget_s must be > 0; got {self.time_budget_s}")
         return self

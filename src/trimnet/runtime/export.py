@@ -185,8 +185,9 @@ def export_openvino_file(model: nn.Module, path: str | Path, example_inputs: tor
                               f"{_first_lines(str(exc), 3)}") from None
         for key, value in (metadata or {}).items():
             ov_model.set_rt_info(value, key.split("."))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ov.save_model(ov_model, str(path), compress_to_fp16=precision == "f16")
+        from trimnet.files import save_openvino_ir
+
+        save_openvino_ir(ov, ov_model, path, compress_to_fp16=precision == "f16")
     return path
 
 

@@ -19,7 +19,10 @@ def set_metadata(path: Path, metadata: dict[str, str]) -> None:
     del model.metadata_props[:]
     for key, value in props.items():
         model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(path))
+    from trimnet.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
 
 
 def preprocessed(onnx_path: Path) -> Path:

@@ -24,9 +24,9 @@ def to_ir(onnx_path: Path, metadata: dict[str, str]):
 
 def save_ir(model, path: Path, compress_to_fp16: bool = False) -> Path:
     ov = require("openvino", "openvino")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ov.save_model(model, str(path), compress_to_fp16=compress_to_fp16)
-    return path
+    from trimnet.files import save_openvino_ir
+
+    return save_openvino_ir(ov, model, path, compress_to_fp16=compress_to_fp16)
 
 
 def cpu_capabilities() -> list[str]:
