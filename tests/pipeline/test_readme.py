@@ -76,6 +76,16 @@ def _wait_ready(port: int, seconds: float = 120) -> None:
     raise AssertionError(f"trimnet serve did not become ready on port {port}")
 
 
+def _stop(server: subprocess.Popen | None) -> None:
+    if server is not None and server.poll() is None:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="needs a git checkout")
 def test_every_readme_command_works_in_order_on_a_fresh_clone(tmp_path):
@@ -93,6 +103,7 @@ def test_every_readme_command_works_in_order_on_a_fresh_clone(tmp_path):
                 if argv[0] == "python":
                     argv[0] = sys.executable
                 if argv[:2] == ["trimnet", "serve"]:
+                    _stop(server)  # one server at a time: the README's serve lines share a port
                     server = subprocess.Popen(argv, cwd=clone, env=env, stdout=subprocess.DEVNULL,
                                               stderr=subprocess.PIPE)
                     _wait_ready(int(argv[argv.index("--port") + 1]))
@@ -104,9 +115,7 @@ def test_every_readme_command_works_in_order_on_a_fresh_clone(tmp_path):
                 if argv[0] == "curl" and "infer" in cmd:
                     assert '"outputs"' in done.stdout, done.stdout
     finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+        _stop(server)
     script = clone / "readme_example.py"
     script.write_text(blocks(text, "python")[0])
     done = subprocess.run([sys.executable, str(script)], cwd=clone, env=env, capture_output=True, text=True,
