@@ -12,6 +12,7 @@ the user's code and returns the program.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -279,9 +280,7 @@ def check_meta(meta: dict, where: Path) -> None:
     if (not isinstance(shape, list) or not 1 <= len(shape) <= 4
             or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)):
         raise ArtifactError(f"{where}: in_shape must be 1 to 4 positive integers like [1, 28, 28]; got {shape!r}")
-    values = 1
-    for d in shape:
-        values *= d
+    values = math.prod(shape)
     if values > MAX_INPUT_VALUES:
         raise ArtifactError(f"{where}: in_shape {shape} is {values:,} values per sample (at most "
                             f"{MAX_INPUT_VALUES:,}); the file is corrupt, rebuild it")

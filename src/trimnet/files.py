@@ -32,6 +32,14 @@ def disk_error(exc: OSError, what: str | os.PathLike | None = None) -> DiskError
     return DiskError(f"cannot write {where}: {why}; free space or choose a writable place (--out)")
 
 
+def usual_mode(bits: int = 0o666) -> int:
+    """The mode a plainly created file (0o666) or folder (0o777) gets under this process's umask;
+    mkstemp and mkdtemp make theirs private instead."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return bits & ~umask
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Write ``data`` to ``path`` through a temporary file beside it: never half-written."""
     with atomic_path(path) as tmp:
@@ -51,9 +59,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     os.close(fd)
     tmp = Path(name)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, usual_mode())
         yield tmp
         os.replace(tmp, path)
     except BaseException as exc:
@@ -93,12 +99,10 @@ def save_openvino_ir(ov, model, path: str | os.PathLike, compress_to_fp16: bool 
     try:
         staged = tmp / path.name
         ov.save_model(model, str(staged), compress_to_fp16=compress_to_fp16)
-        umask = os.umask(0)
-        os.umask(umask)
         for suffix in (".bin", ".xml"):  # the .xml last: it is what readers open
             part = staged.with_suffix(suffix)
             if part.exists():
-                os.chmod(part, 0o666 & ~umask)
+                os.chmod(part, usual_mode())
                 os.replace(part, path.with_suffix(suffix))
     finally:
         import shutil

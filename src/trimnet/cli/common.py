@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import difflib
 import json
+import math
 import os
 import re
 import shutil
@@ -149,9 +150,7 @@ def parse_shape(text: str) -> tuple[int, ...]:
         raise ConfigError(f"input shape {text!r} is not like 1x3x224x224") from None
     if not shape or any(d < 1 for d in shape):
         raise ConfigError(f"input shape {text!r} must be positive integers like 1x3x224x224")
-    elements = 1
-    for d in shape:
-        elements *= d
+    elements = math.prod(shape)
     if elements > MAX_INPUT_ELEMENTS:
         raise ConfigError(f"input shape {text!r} is {elements:,} values per batch (at most {MAX_INPUT_ELEMENTS:,}); "
                           "check the dimensions")

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from trimnet.cli.common import add_config_args, add_json_arg, format_table, print_json
+from trimnet.files import usual_mode
 
 # flag -> PruneConfig key
 _FLAGS = {"criterion": "criterion", "ratio": "ratio", "target_macs": "target_macs", "scope": "scope",
@@ -97,9 +98,7 @@ def write_run(out: Path, write) -> None:
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a run directory is not
+    os.chmod(tmp, usual_mode(0o777))  # mkdtemp makes it private; a run directory is not
     old = None
     try:
         write(tmp)
