@@ -39,6 +39,7 @@ class DataConfig:
     vocab_size: int = 4096  # text: the most tokens the tokenizer trained on the train split may hold
     tokenizer: str = "bpe"  # text: bpe | wordpiece | a tokenizer.json to reuse instead of training one
     stream: bool = False  # folder:/text: read samples from disk per batch instead of loading them all
+    task: str = "classification"  # classification | regression (the label column holds real numbers)
 
     def validate(self) -> None:
         if self.seq_len < 1:
@@ -55,6 +56,8 @@ class DataConfig:
             raise ConfigError(f"data.image_size must be between 1 and {MAX_IMAGE_SIZE} pixels; got {self.image_size}")
         if not 0 <= self.seed < 2**32:
             raise ConfigError(f"data.seed must be in [0, 2^32); got {self.seed}")
+        if self.task not in ("classification", "regression"):
+            raise ConfigError(f"data.task must be classification or regression, not {self.task!r}")
         if not self.source:
             raise ConfigError("data.source is empty; pass --data digits, csv:PATH, npz:PATH, folder:DIR, ...")
 

@@ -183,3 +183,62 @@ def test_serving_a_regression_model_says_why_and_what_to_do(trained_regressor):
 
     with pytest.raises(ConfigError, match="regression model.*trimnet predict"):
         load_model(trained_regressor[1])
+
+
+def _regression_csv(path, n=400, target="price", values=None):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    y = x @ np.array([1.5, -2.0, 0.5, 3.0]) if values is None else values
+    lines = [f"a,b,c,d,{target}"] + [",".join([*(f"{v:.6g}" for v in row), t if isinstance(t, str) else f"{t:.6g}"])
+                                     for row, t in zip(x, y)]
+    path.write_text("\n".join(lines) + "\n")
+    return x, y
+
+
+def test_data_task_regression_reads_a_csv_target_as_numbers(tmp_path):
+    """`data.task: regression`: the label column's real values are the targets, exactly as written."""
+    x, y = _regression_csv(tmp_path / "house.csv")
+    data = tn.load_dataset(f"csv:{tmp_path / 'house.csv'}", task="regression", label="price")
+    assert data.task == "regression" and data.num_classes == 1 and data.class_names == []
+    assert data.y_train.dtype == torch.float32
+    every = torch.cat([data.y_train, data.y_val, data.y_test]).sort().values
+    assert torch.allclose(every, torch.tensor(np.sort([float(f"{v:.6g}") for v in y]), dtype=torch.float32))
+    assert len(data.y_test) == round(0.25 * 400) and "origin" in data.info and "in_memory" not in data.info
+
+
+def test_data_task_regression_keeps_an_npz_test_split(tmp_path):
+    rng = np.random.default_rng(2)
+    x, xt = rng.normal(size=(200, 3)).astype(np.float32), rng.normal(size=(50, 3)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=x.sum(1), x_test=xt, y_test=xt.sum(1))
+    data = tn.load_dataset(f"npz:{tmp_path / 'd.npz'}", task="regression")
+    assert len(data.y_test) == 50 and len(data.y_train) + len(data.y_val) == 200
+    assert torch.allclose(data.y_test.sort().values, torch.from_numpy(np.sort(xt.sum(1))), atol=1e-6)
+
+
+def test_cli_trains_a_regression_csv_and_prints_its_error(tmp_path, capsys):
+    from trimnet.cli.main import main
+
+    _regression_csv(tmp_path / "house.csv")
+    out = tmp_path / "run"
+    assert main(["train", "--data", f"csv:{tmp_path / 'house.csv'}", "--data.task", "regression",
+                 "--model", "mlp", "--train.epochs", "8", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "test MAE" in printed
+    import json
+    metrics = json.loads((out / "metrics.json").read_text())
+    mae = float(printed.splitlines()[-1].split()[1])
+    assert metrics["task"] == "regression" and mae == pytest.approx(-metrics["test_neg_mae"], abs=1e-4)
+    assert mae < np.abs(np.array([1.5, -2.0, 0.5, 3.0])).sum()  # learnt something: under a blind guess's error
+
+
+def test_cli_regression_on_words_names_the_fix(tmp_path, capsys):
+    from trimnet.cli.main import main
+
+    _regression_csv(tmp_path / "words.csv", n=60, values=["cheap", "dear"] * 30)
+    code = main(["train", "--data", f"csv:{tmp_path / 'words.csv'}", "--data.task", "regression", "--model", "mlp",
+                 "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "not a number" in err and "data.task classification" in err
+    assert not (tmp_path / "run").exists()
+    assert main(["train", "--data.task", "ranking", "--out", str(tmp_path / "r2")]) == 2
+    assert "classification or regression" in capsys.readouterr().err

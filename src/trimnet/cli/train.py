@@ -115,7 +115,14 @@ def run(args: argparse.Namespace) -> int:
         print_json({"out": str(out), **result.metrics})
         return 0
     m = result.metrics
-    print(format_table(["run", "test accuracy", "best val accuracy", "epochs", "time (s)", "samples/s"],
-                       [[str(out), m["test_accuracy"], m["best_val_accuracy"], m["epochs_run"],
+    metric = m.get("metric", "accuracy")
+    # a "higher is better" metric such as neg_mae is shown as the error it negates
+    sign, shown = (-1, metric[4:].upper()) if metric.startswith("neg_") else (1, metric)
+
+    def value(key: str) -> float | None:
+        return None if m.get(key) is None else sign * m[key]
+
+    print(format_table(["run", f"test {shown}", f"best val {shown}", "epochs", "time (s)", "samples/s"],
+                       [[str(out), value(f"test_{metric}"), value(f"best_val_{metric}"), m["epochs_run"],
                          m["train_time_s"], m["train_samples_per_s"]]]))
     return 0

@@ -50,6 +50,9 @@ def load_dataset(source: str | None = None, config: DataConfig | None = None, **
     if source is not None:
         cfg.source = source
     cfg.validate()
+    if cfg.stream and cfg.task != "classification":
+        raise DataError("data.stream reads classification folders and text files; drop --data.stream "
+                        "for a regression source")
     if cfg.stream:  # read from disk per batch: a StreamingDataset of torch datasets and loaders
         from trimnet.data.stream import load_streaming
 
@@ -63,6 +66,11 @@ def load_dataset(source: str | None = None, config: DataConfig | None = None, **
         )
     reader = SOURCES.get(scheme)
     raw = reader(rest, cfg)
+    if cfg.task == "regression":
+        from trimnet.data.arrays import regression_from_raw
+
+        return regression_from_raw(raw, name=cfg.source, val_split=cfg.val_split, test_split=cfg.test_split,
+                                   seed=cfg.seed)
     return build(raw, name=cfg.source, val_split=cfg.val_split, test_split=cfg.test_split,
                  seed=cfg.seed, image_size=cfg.image_size)
 

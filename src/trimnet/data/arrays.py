@@ -13,7 +13,7 @@ from trimnet.errors import DataError
 
 def from_arrays(x: Any, y: Any, *, task: str = "classification", class_names: Sequence[str] | None = None,
                 name: str = "arrays", val_split: float = 0.15, test_split: float = 0.15, seed: int = 0,
-                normalize: bool = True) -> Dataset:
+                normalize: bool = True, shipped_test: tuple[Any, Any] | None = None) -> Dataset:
     """Split (seeded) and standardize ``x`` (fit on the train split); ``y``: class indices or real targets."""
     from trimnet.tasks import get_task
 
@@ -26,7 +26,9 @@ def from_arrays(x: Any, y: Any, *, task: str = "classification", class_names: Se
             raise DataError("classification labels must be integer class indices; pass task='regression' "
                             "for real-valued targets")
         names = list(class_names) if class_names else [str(i) for i in range(int(y.max()) + 1)]
-        raw = RawData(x=x, y=y.astype(np.int64), class_names=names, kind=kind, origin=name)
+        test = None if shipped_test is None else (np.ascontiguousarray(shipped_test[0], dtype=np.float32),
+                                                   np.asarray(shipped_test[1]).astype(np.int64))
+        raw = RawData(x=x, y=y.astype(np.int64), class_names=names, kind=kind, origin=name, test=test)
         data = build(raw, name=name, val_split=val_split, test_split=test_split, seed=seed)
         data.info["in_memory"] = True
         return data
@@ -42,11 +44,54 @@ def from_arrays(x: Any, y: Any, *, task: str = "classification", class_names: Se
     parts = np.split(order, [n_test, n_test + n_val])
     test, val, train = (torch.from_numpy(x[i]) for i in parts)
     targets = [torch.from_numpy(y[i]) for i in parts]
+    if shipped_test is not None:  # the source's own test split; the rest is train + validation
+        n_val = int(round(val_split * len(x)))
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        val, train = torch.from_numpy(x[val_idx]), torch.from_numpy(x[train_idx])
+        test = torch.from_numpy(np.ascontiguousarray(shipped_test[0], dtype=np.float32))
+        targets = [torch.from_numpy(np.asarray(shipped_test[1], dtype=np.float32)),
+                   torch.from_numpy(y[val_idx]), torch.from_numpy(y[train_idx])]
     norm = _fit(train, kind) if normalize else identity(train)
     return Dataset(name=name, x_train=norm.apply(train), y_train=targets[2], x_val=norm.apply(val), y_val=targets[1],
                    x_test=norm.apply(test), y_test=targets[0], class_names=list(class_names or []), kind=kind,
                    normalization=norm, info={"in_memory": True, "seed": seed, "val_split": val_split,
                                              "test_split": test_split}, task=task)
+
+
+def regression_from_raw(raw: RawData, *, name: str, val_split: float, test_split: float, seed: int) -> Dataset:
+    """A reader's output read as real-valued targets (``data.task: regression``).
+
+    Readers encode labels as classes (sorted unique values); the class names give the numbers back."""
+    if raw.kind == "text":
+        raise DataError(f"{raw.origin}: data.task regression reads numeric features (csv, npz, folders); "
+                        "text sources are classification only")
+
+    def numbers(y: np.ndarray) -> np.ndarray:
+        try:
+            values = np.array([float(c) for c in raw.class_names], dtype=np.float64)
+        except ValueError:
+            bad = next(c for c in raw.class_names if not _is_float(c))
+            raise DataError(f"{raw.origin}: the target {bad!r} is not a number; data.task regression needs "
+                            "real-valued targets (or use data.task classification)") from None
+        return values[y].astype(np.float32)
+
+    if raw.targets is not None:  # the reader kept the real values
+        y, test = raw.targets, raw.test
+    else:
+        y, test = numbers(raw.y), None if raw.test is None else (raw.test[0], numbers(raw.test[1]))
+    data = from_arrays(raw.x, y, task="regression", name=name, val_split=val_split,
+                       test_split=test_split, seed=seed, shipped_test=test)
+    del data.info["in_memory"]  # a file: the artifact records the source, as for classification
+    data.info["origin"] = raw.origin
+    return data
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _fit(x: torch.Tensor, kind: str) -> Normalization:

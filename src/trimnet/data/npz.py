@@ -31,6 +31,18 @@ def read(rest: str, cfg: DataConfig) -> RawData:
         raise DataError(f"{name} has only one of x_test / y_test; save both or neither")
 
     x, kind, to_layout = _inputs(arrays["x"], name)
+    if cfg.task == "regression":  # real-valued targets, one or more per sample
+        targets = _targets(arrays["y"], "y", name, len(x))
+        test = None
+        if has_test:
+            x_test = arrays["x_test"]
+            if x_test.shape[1:] != arrays["x"].shape[1:]:
+                raise DataError(f"{name}: x_test samples have shape {x_test.shape[1:]} but x samples have "
+                                f"{arrays['x'].shape[1:]}; both splits need the same sample shape")
+            test = (to_layout(_numeric(x_test, "x_test", name), arrays["x"].dtype),
+                    _targets(arrays["y_test"], "y_test", name, len(x_test)))
+        return RawData(x=x, y=np.zeros(len(x), np.int64), class_names=[], kind=kind, origin=str(path), test=test,
+                       targets=targets)
     y = _labels_1d(arrays["y"], "y", name)
     test = None
     if has_test:
@@ -86,6 +98,15 @@ def _load(path: Path) -> dict[str, np.ndarray]:
             except (OSError, EOFError, zipfile.BadZipFile) as exc:
                 raise DataError(f"{name}: array {key!r} cannot be read ({exc}); the file may be truncated") from None
     return arrays
+
+
+def _targets(y: np.ndarray, key: str, name: str, n: int) -> np.ndarray:
+    if y.dtype.kind not in "biuf":
+        raise DataError(f"{name}: {key} has dtype {y.dtype}; regression targets must be numbers "
+                        "(or use data.task classification)")
+    if y.ndim not in (1, 2) or len(y) != n:
+        raise DataError(f"{name}: {key} has shape {y.shape} for {n} inputs; save one value (or one row) per sample")
+    return y.astype(np.float32)
 
 
 def _numeric(a: np.ndarray, key: str, name: str) -> np.ndarray:
