@@ -30,6 +30,16 @@ class Registry(Generic[T]):
             known = ", ".join(sorted(self._items)) or "(none)"
             raise self._error(f"unknown {self.kind} {name!r}; choose one of: {known}") from None
 
+    def registered(self) -> list[str]:
+        """Every name, in the order it was registered (``names`` sorts)."""
+        return list(self._items)
+
+    def unregister(self, name: str) -> None:
+        """Drop ``name`` (a plugin or a test that registered it and is done with it)."""
+        if name not in self._items:
+            raise self._error(f"no {self.kind} {name!r} is registered")
+        del self._items[name]
+
     def names(self, pattern: str = "*") -> list[str]:
         return sorted(n for n in self._items if fnmatch.fnmatch(n, pattern))
 

@@ -95,10 +95,12 @@ def describe_gpu() -> dict | None:
 
 def package_versions() -> dict[str, str | None]:
     """Installed versions, read from package metadata (nothing heavy is imported)."""
-    out: dict[str, str | None] = {}
-    for name in _PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return {name: package_version(name) for name in _PACKAGES}
+
+
+def package_version(name: str) -> str | None:
+    """One installed package's version from its metadata, or None when it is not installed."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None

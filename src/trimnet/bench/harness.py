@@ -131,8 +131,8 @@ def open_runner(source: Source, spec: BackendSpec, threads: int, exported: Path 
     options = dict(spec.options)
     if "threads" in backend.options and "threads" not in options:
         options["threads"] = threads
-    if backend.uses_onnx:
-        options["exported"] = source.exported or exported
+    if backend.runs_file:  # the given file, else the shared ONNX export where it reads ONNX (else it makes its own)
+        options["exported"] = source.exported or (exported if backend.uses_onnx else None)
     return load_runner(spec.name, source.model, source.example, **options)
 
 

@@ -170,7 +170,9 @@ def _list_backends(args: argparse.Namespace) -> int:
     status = backend_status()
     if args.json:
         common.print_json({name: {"usable": why is None, "reason": why, "summary": BACKENDS.get(name).summary,
-                                  "options": BACKENDS.get(name).options} for name, why in status.items()})
+                                  "options": BACKENDS.get(name).options,
+                                  "precisions": [p.value for p in BACKENDS.get(name).precisions],
+                                  "export": BACKENDS.get(name).export} for name, why in status.items()})
         return 0
     rows = [[name, "yes" if why is None else "no", BACKENDS.get(name).summary, ", ".join(BACKENDS.get(name).options),
              why or ""] for name, why in status.items()]

@@ -14,13 +14,26 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from trimnet.errors import ConfigError
 
 FLAG_STYLE = ("Flags: every config key is a dotted flag (--train.epochs 5, --optimize.max_accuracy_drop 0.01); "
               "the most used also have a short dashed form (--max-accuracy-drop, --out). Dashes and underscores "
               "are interchangeable in both.")
+
+
+class LazyChoices:
+    """argparse ``choices`` read from a registry on first use, so that building the parser imports nothing."""
+
+    def __init__(self, names: Callable[[], Sequence[str]]):
+        self._names = names
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
 
 
 class TrimnetParser(argparse.ArgumentParser):

@@ -1,5 +1,7 @@
 """``trimnet export``: write a run directory's model as ONNX or OpenVINO IR, checked against PyTorch.
 
+The formats and their precisions are those registered with the backends (``trimnet.runtime``).
+
     trimnet export runs/digits-cnn --format onnx              # runs/digits-cnn/model.onnx
     trimnet export runs/digits-cnn --format openvino --data digits --out deploy/
 """
@@ -16,17 +18,41 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(name, help="export a model to ONNX or OpenVINO IR with a parity check",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", help="the run directory whose model to export")
-    parser.add_argument("--format", choices=("onnx", "openvino"), default=None,
-                        help="onnx (model.onnx) or openvino (model.xml + model.bin); default: from --out, else onnx")
+    parser.add_argument("--format", choices=common.LazyChoices(_formats), default=None,
+                        help="onnx (model.onnx) or openvino (model.xml + model.bin), or another registered "
+                             "format; default: from --out, else onnx")
     parser.add_argument("--out", help="file (.onnx / .xml) or directory to write; default: the run directory")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
-    parser.add_argument("--precision", default="f32", choices=("f32", "f16"),
-                        help="f32, or f16 weights (openvino only); the parity tolerance follows it")
+    parser.add_argument("--precision", default="f32", type=_precision, choices=common.LazyChoices(_precisions),
+                        help="f32, or f16 weights (openvino only; fp32 / fp16 also accepted); "
+                             "the parity tolerance follows it")
     parser.add_argument("--data", help="dataset whose test split is checked too (e.g. digits); "
                                        "default: random inputs only")
     common.add_json_arg(parser)
     parser.set_defaults(func=run)
     return parser
+
+
+def _formats() -> list[str]:
+    from trimnet.runtime.backend import export_formats
+
+    return [f.name for f in export_formats()]
+
+
+def _precisions() -> list[str]:
+    from trimnet.runtime.backend import export_formats
+
+    return list(dict.fromkeys(p.element for f in export_formats() for p in f.precisions))
+
+
+def _precision(text: str) -> str:
+    """A precision in any spelling as the runtimes spell it (fp16 -> f16); unknown ones left for argparse to refuse."""
+    from trimnet.precision import Precision
+
+    try:
+        return Precision.parse(text).element
+    except ValueError:
+        return text
 
 
 def run(args: argparse.Namespace) -> int:

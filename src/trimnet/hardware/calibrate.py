@@ -2,7 +2,7 @@
 
 ``calibrate()`` times the operations of ``measure`` on every backend that runs here (PyTorch
 fp32 and bf16 kernels; onnxruntime; OpenVINO f32 and, where the CPU runs it, bf16; on request
-torch.compile's call overhead), fits the curves of ``curves``, and saves the result
+torch.compile's call overhead: what each backend's ``CalibrationPlan`` says), fits the curves of ``curves``, and saves the result
 as the ``local`` device profile in ``$TRIMNET_CACHE`` (default ``~/.cache/trimnet``) with a
 description of the machine. A saved profile whose machine description differs from this
 machine (CPU, threads, versions) is refused: calibrate again.
@@ -23,6 +23,8 @@ from trimnet.errors import ConfigError, TrimnetError
 from trimnet.hardware import measure, onnx_graphs
 from trimnet.hardware.calibration import Calibration, Series, describe_machine, save_calibration
 from trimnet.hardware.curves import fit_compute, fit_pass
+from trimnet.precision import Precision
+from trimnet.runtime.backend import CalibrationPlan
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ def calibrate(*, quick: bool = False, device: str = "auto", threads: int | None 
     ops = measure.QUICK_OPS if quick else measure.FULL_OPS
     seconds = point_seconds if point_seconds is not None else (0.02 if quick else 0.05)
     rounds = 1 if quick else 2
-    plan = _plan(device, quick, backends)
+    plan = calibration_plan(device, backends)
     if dtypes is not None:
         bad = [d for d in dtypes if d not in measure.DTYPES]
         if bad:
@@ -69,14 +71,14 @@ def calibrate(*, quick: bool = False, device: str = "auto", threads: int | None 
     torch.set_num_threads(threads)
     try:
         with tempfile.TemporaryDirectory(prefix="trimnet-calibrate-") as tmp:
-            for backend, dtype, options in plan:
+            for backend, dtype, options, how in plan:
                 why = _why_not(backend)
                 if why is not None:
                     cal.skipped[backend] = why
                     continue
                 try:
-                    series, points = _calibrate_series(backend, dtype, options, ops, seconds, rounds, threads,
-                                                       device, Path(tmp), cal)
+                    series, points = _calibrate_series(backend, dtype, options, how, ops, seconds, rounds,
+                                                       threads, Path(tmp), cal)
                 except TrimnetError as exc:
                     cal.skipped[f"{backend}/{dtype}"] = str(exc)
                     continue
@@ -92,22 +94,27 @@ def calibrate(*, quick: bool = False, device: str = "auto", threads: int | None 
     return cal
 
 
-def _plan(device: str, quick: bool, backends: Sequence[str] | None) -> list[tuple[str, str, dict]]:
-    if device == "cuda":
-        plan = [("torch-cuda", "fp32", {}), ("torch-cuda", "bf16", {})]
-    else:
-        plan = [("torch", "fp32", {}), ("torch", "bf16", {}), ("onnxruntime", "fp32", {}),
-                ("openvino", "fp32", {"precision": "f32"}), ("openvino", "bf16", {"precision": "bf16"})]
+Step = tuple[str, str, dict, CalibrationPlan]  # (backend, dtype, runner options, its plan)
+
+
+def calibration_plan(device: str = "cpu", backends: Sequence[str] | None = None) -> list[Step]:
+    """What calibrating ``device`` measures, in order, as the registered backends' ``CalibrationPlan`` say:
+    every backend calibrated by default, or those named in ``backends``."""
+    from trimnet.runtime.backend import all_backends
+
+    planned = [b for b in all_backends() if b.calibration is not None and b.calibration.device == device]
     if backends is not None:
-        known = sorted({b for b, _, _ in plan} | ({"torch-compile"} if device == "cpu" else set()))
+        known = sorted(b.name for b in planned)
         unknown = [b for b in backends if b not in known]
         if unknown:
             raise ConfigError(f"cannot calibrate backend(s) {', '.join(unknown)} on {device}; choose from: "
                               f"{', '.join(known)}")
-        if "torch-compile" in backends and all(b != "torch-compile" for b, _, _ in plan):
-            plan.append(("torch-compile", "fp32", {}))
-        plan = [p for p in plan if p[0] in backends]
-    return plan
+    chosen = [b for b in planned if (b.calibration.by_default if backends is None else b.name in backends)]
+    # the ones calibrated only on request come last: they borrow kernels from a default one
+    chosen.sort(key=lambda b: not b.calibration.by_default)
+    return [(b.name, Precision.parse(dtype).value, dict(options), b.calibration)
+            for b in chosen for dtype, options in b.calibration.dtypes]
+
 
 
 def _why_not(backend: str) -> str | None:
@@ -116,29 +123,33 @@ def _why_not(backend: str) -> str | None:
     return get_backend(backend).why_not()
 
 
-def _calibrate_series(backend: str, dtype: str, options: dict, ops: list[measure.Op], seconds: float, rounds: int,
-                      threads: int, device: str, tmp: Path, cal: Calibration) -> tuple[Series | None, list[dict]]:
+def _calibrate_series(backend: str, dtype: str, options: dict, how: CalibrationPlan, ops: list[measure.Op],
+                      seconds: float, rounds: int, threads: int, tmp: Path,
+                      cal: Calibration) -> tuple[Series | None, list[dict]]:
     log.info("calibrating %s/%s", backend, dtype)
-    if backend == "torch-compile":
-        return _compile_series(threads, seconds, cal), []
+    if how.measure == "overhead":
+        return _overhead_series(backend, dtype, how.borrows, threads, seconds, cal), []
+    if how.measure not in ("kernels", "graph"):
+        raise ConfigError(f"backend {backend!r} asks to be calibrated by {how.measure!r}; "
+                          "a CalibrationPlan measures 'kernels', 'graph' or 'overhead'")
     precision = None
-    if backend in ("torch", "torch-cuda"):
-        if dtype == "bf16" and device == "cpu" and not _native_bf16(cal.machine):
+    if how.measure == "kernels":
+        if dtype == "bf16" and how.device == "cpu" and not _native_bf16(cal.machine):
             ops = measure.QUICK_OPS  # emulated bf16 is slow: the short list is enough to show it
-        calls = [measure.torch_op(op, dtype, "cuda" if backend == "torch-cuda" else "cpu") for op in ops]
+        calls = [measure.torch_op(op, dtype, how.device) for op in ops]
         times = _rounds(calls, seconds, rounds, cal.clock)
     else:
         opts = {**options, "threads": threads}
         tiny, precision = onnx_graphs.onnx_time(backend, opts, "tiny", tmp, seconds * 2, cal.clock)
-        if backend == "openvino" and dtype == "bf16" and precision != "bf16":
-            cal.skipped[f"{backend}/{dtype}"] = f"this CPU runs OpenVINO at {precision}, not bf16"
+        if dtype != Precision.FP32 and not _runs_at(precision, dtype):
+            cal.skipped[f"{backend}/{dtype}"] = f"this CPU runs {backend} at {precision}, not {dtype}"
             return None, []
         times = _onnx_times(backend, opts, ops, tmp, seconds, rounds, tiny, cal.clock)
     points = [{"series": f"{backend}/{dtype}", "op": op.kind, "shape": list(op.shape), "gemm": list(op.gemm()),
                "flops": op.flops, "bytes": op.bytes(dtype), "amount": op.amount(dtype), "seconds": t}
               for op, t in zip(ops, times)]
     series = _fit(backend, dtype, points, precision)
-    if backend in ("torch", "torch-cuda"):
+    if how.measure == "kernels":
         base = cal.series.get(f"{backend}/fp32")
         if base is not None:
             series.call_s, series.layer_s = base.call_s, base.layer_s
@@ -187,6 +198,14 @@ def _module_overheads(backend: str, threads: int, seconds: float, clock: str) ->
     return max(call, 0.0), max(per_layer, 0.0)
 
 
+def _runs_at(reported: str | None, dtype: str) -> bool:
+    """Whether the precision a runner reports it ran (OpenVINO's ``bf16``, ``f32``) is ``dtype``."""
+    try:
+        return reported is not None and Precision.parse(reported) == Precision.parse(dtype)
+    except ValueError:
+        return False
+
+
 def _native_bf16(machine: dict) -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & set(machine.get("flags") or ()))
 
@@ -218,13 +237,15 @@ def _fit(backend: str, dtype: str, points: list[dict], precision: str | None) ->
     return Series(backend, dtype, 0.0, 0.0, curves["matmul"], curves["conv"], passes, precision)
 
 
-def _compile_series(threads: int, seconds: float, cal: Calibration) -> Series | None:
-    """torch.compile runs PyTorch's own GEMM and convolution kernels; what it changes is the call overhead."""
-    base = cal.series.get("torch/fp32")
+def _overhead_series(backend: str, dtype: str, borrows: str | None, threads: int, seconds: float,
+                     cal: Calibration) -> Series | None:
+    """A backend that runs another's GEMM and convolution kernels (torch.compile runs PyTorch's): what it
+    changes is the call overhead, timed on a tiny chain; the kernels are those of the series it borrows."""
+    base = cal.series.get(borrows) if borrows else None
     if base is None:
-        cal.skipped["torch-compile"] = "needs the torch/fp32 calibration for its kernels"
+        cal.skipped[backend] = f"needs the {borrows} calibration for its kernels"
         return None
-    module = measure.torch_module_times("torch-compile", threads, seconds * 2, cal.clock)
+    module = measure.torch_module_times(backend, threads, seconds * 2, cal.clock)
     call_s = max(module["whole_1"] - module["alone_1"], 0.0)
-    return Series("torch-compile", "fp32", call_s, 0.0, base.matmul, base.conv, base.passes,
-                  precision="f32", borrowed="torch/fp32")
+    return Series(backend, dtype, call_s, 0.0, base.matmul, base.conv, base.passes,
+                  precision=Precision.parse(dtype).element, borrowed=borrows)

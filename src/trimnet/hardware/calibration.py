@@ -21,8 +21,20 @@ from trimnet.hardware.curves import ComputeCurve, PassCurve, Rate
 CACHE_ENV = "TRIMNET_CACHE"
 SCHEMA = "trimnet.hardware.calibration"
 VERSION = 2
-# machine-description keys that must match for a saved profile to be used
-MACHINE_KEYS = ("device", "cpu", "usable_cores", "threads", "gpu", "torch", "onnxruntime", "openvino")
+# machine-description keys that must match for a saved profile to be used; the backends add the
+# packages whose versions they depend on (``Backend.versions``: torch, onnxruntime, openvino)
+HOST_KEYS = ("device", "cpu", "usable_cores", "threads", "gpu")
+
+
+def machine_keys() -> tuple[str, ...]:
+    return (*HOST_KEYS, *version_keys())
+
+
+def version_keys() -> tuple[str, ...]:
+    """The packages whose versions a calibration records, as the registered backends name them."""
+    from trimnet.runtime.backend import all_backends
+
+    return tuple(dict.fromkeys(pkg for b in all_backends() for pkg in b.versions))
 
 
 @dataclass
@@ -134,16 +146,14 @@ def profile_path(device: str = "cpu") -> Path:
 
 def describe_machine(device: str = "cpu", threads: int | None = None) -> dict:
     """What a calibration depends on: CPU, cores, threads, GPU, library versions."""
-    from trimnet.bench.env import describe_cpu, describe_gpu, package_versions
+    from trimnet.bench.env import describe_cpu, describe_gpu, package_version
 
     cpu = describe_cpu()
-    versions = package_versions()
     gpu = describe_gpu() if device == "cuda" else None
+    versions = {pkg: torch.__version__ if pkg == "torch" else package_version(pkg) for pkg in version_keys()}
     return {"device": device, "cpu": cpu["name"], "usable_cores": cpu["usable_cores"],
             "threads": threads or torch.get_num_threads(), "flags": cpu["flags"],
-            "gpu": gpu["name"] if gpu else None, "torch": torch.__version__,
-            "onnxruntime": versions.get("onnxruntime"), "openvino": versions.get("openvino"),
-            "memory_bytes": _memory_bytes(device)}
+            "gpu": gpu["name"] if gpu else None, **versions, "memory_bytes": _memory_bytes(device)}
 
 
 def _memory_bytes(device: str) -> int | None:
@@ -157,7 +167,7 @@ def _memory_bytes(device: str) -> int | None:
 
 
 def machine_differences(saved: dict, current: dict) -> list[str]:
-    return [f"{k}: {saved.get(k)!r} then, {current.get(k)!r} now" for k in MACHINE_KEYS
+    return [f"{k}: {saved.get(k)!r} then, {current.get(k)!r} now" for k in machine_keys()
             if saved.get(k) != current.get(k)]
 
 

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from trimnet.errors import ConfigError
+from trimnet.precision import Precision
 
 CATALOG_ENV = "TRIMNET_CATALOG"
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8")
+PRECISIONS = Precision.names()  # ("fp32", "tf32", "fp16", "bf16", "fp8", "int8")
 KINDS = ("gpu", "cpu", "accelerator")
-BYTES_PER_ELEMENT = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}
+BYTES_PER_ELEMENT = {p.value: p.bytes for p in Precision}
 _ENTRY_KEYS = {"name", "kind", "peak_tflops", "cpu", "memory_gb", "bandwidth_gbs", "tdp_w", "source", "assumption",
                "utilization", "overhead_us", "call_overhead_us", "l2_mb", "interconnect_gbs", "chip", "price_usd_hour"}
 _BUILTIN = "built-in catalog.yaml"
@@ -56,7 +57,7 @@ class Device:
 
     def peak(self, precision: str) -> float:
         """Dense peak FLOP/s at ``precision``; a ConfigError naming the precisions it has otherwise."""
-        check_precision(precision)
+        precision = check_precision(precision)
         if precision not in self.peak_flops:
             have = ", ".join(p for p in PRECISIONS if p in self.peak_flops)
             raise ConfigError(f"{self.key} has no published {precision} figure; it has: {have}")
@@ -76,10 +77,9 @@ class Device:
                 "assumption": self.assumption, "source": self.source, "origin": self.origin}
 
 
-def check_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    return precision
+def check_precision(precision: str | Precision) -> str:
+    """``precision`` in trimnet's spelling (``f16`` -> ``fp16``); a ConfigError naming the choices otherwise."""
+    return Precision.parse(precision).value
 
 
 def load_catalog(paths: Iterable[str | Path] | str | Path | None = None, *, env: bool = True) -> dict[str, Device]:

@@ -18,9 +18,7 @@ from trimnet.hardware.catalog import BYTES_PER_ELEMENT, Device, check_precision,
 from trimnet.hardware.fitted import build_works, load_params, seconds
 from trimnet.hardware.roofline import MATRIX_ROLES, LayerTime, LayerWork, fused, layer_work
 from trimnet.hardware.runtimes import get_runtime
-
-LOCAL_BACKENDS = ("torch", "torch-compile", "onnxruntime", "openvino")
-_DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "int8": "int8", "float64": "fp32"}
+from trimnet.precision import Precision
 
 
 @dataclass
@@ -91,11 +89,16 @@ def profile_dtype(profile) -> str:
     if not profile.param_bytes:
         return "fp32"
     name = max(profile.param_bytes, key=profile.param_bytes.get)
-    return _DTYPE_NAMES.get(name, "fp32")
+    try:
+        return Precision.parse(name).value  # "float32", "bfloat16", ...
+    except ValueError:  # float64, integer buffers: estimated as fp32
+        return Precision.FP32.value
 
 
 def parse_backend(backend: str | None, precision: str | None) -> tuple[str, str | None]:
     """``"openvino:precision=bf16"`` -> ("openvino", "bf16"); a precision given both ways must agree."""
+    if precision is not None:
+        precision = Precision.parse(precision).value
     if backend is None:
         return "torch", precision
     name, _, rest = backend.partition(":")
@@ -103,7 +106,7 @@ def parse_backend(backend: str | None, precision: str | None) -> tuple[str, str 
         key, _, value = part.partition("=")
         if key != "precision":
             continue
-        value = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(value, value)
+        value = Precision.parse(value).value  # the runtime's f32 / f16 spelling in trimnet's
         if precision is not None and precision != value:
             raise ConfigError(f"backend {backend!r} runs {value} but precision {precision!r} was asked for")
         precision = value
@@ -295,8 +298,8 @@ def _local(profile, device: str, precision: str | None, batch: int, scale: float
         **({"kernels_from": series.borrowed} if series.borrowed else {}),
     }
     notes = _notes(profile)
-    if name in ("torch", "torch-cuda") and precision != "fp32":
-        notes.append(f"the torch runner runs fp32; this assumes the model itself is cast to {precision}")
+    if _runs_module(name) and precision != "fp32":
+        notes.append(f"the {name} runner runs fp32; this assumes the model itself is cast to {precision}")
     return Estimate(profile.model, cal.name, cal.machine.get("cpu") or "this machine", precision, batch, name,
                     latency, profile.flops * scale, peak, layers, series.call_s,
                     _memory(profile, scale, byte_scale, cal.machine.get("memory_bytes")), assumptions, error, notes)
@@ -332,7 +335,14 @@ def _local_layer(w: LayerWork, series, runtime: str) -> LayerTime:
     return LayerTime(w.name, w.type, w.role, w.flops, w.bytes, compute, memory, overhead, fused(w, runtime))
 
 
-def _fused_roles(runtime: str) -> frozenset[str]:
-    from trimnet.hardware.roofline import FUSES
+def _runs_module(backend: str) -> bool:
+    """A backend that runs the PyTorch module as it is (its dtype is the module's), not an exported graph."""
+    from trimnet.runtime import get_backend
 
-    return FUSES.get(runtime, frozenset())
+    return not get_backend(backend).runs_file
+
+
+def _fused_roles(runtime: str) -> frozenset[str]:
+    from trimnet.hardware.roofline import fused_roles
+
+    return fused_roles(runtime)

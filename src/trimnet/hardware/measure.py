@@ -251,7 +251,9 @@ def torch_module_times(backend: str, threads: int | None, seconds: float, clock:
 
     out = {}
     x = torch.randn(*CHAIN_INPUT)
-    options = {"threads": threads} if threads and backend in ("torch", "torch-compile") else {}
+    from trimnet.runtime import get_backend
+
+    options = {"threads": threads} if threads and "threads" in get_backend(backend).options else {}
     for n in (1, CHAIN_LENGTH):
         chain = tiny_chain(n)
         runner = load_runner(backend, chain, x, check=False, **options)

@@ -2,7 +2,8 @@
 
 A profiled layer becomes a ``LayerWork`` (what it does, at a batch size and precision);
 a device turns it into a ``LayerTime`` (how long, and what bounds it). Which layers a
-runtime fuses into their neighbours (and so cost nothing of their own) is a table here.
+runtime fuses into their neighbours (and so cost nothing of their own) is what its backend
+registry entry says (``Backend.fuses``); the runtimes assumed on catalog devices are here.
 """
 
 from __future__ import annotations
@@ -21,18 +22,11 @@ SIMPLE_ACTIVATIONS = frozenset({"ReLU", "ReLU6", "Hardtanh", "LeakyReLU"})
 ACTIVATIONS = SIMPLE_ACTIVATIONS | {"SiLU", "Sigmoid", "Hardswish", "Hardsigmoid", "Tanh", "ELU", "GELU", "Mish"}
 FREE = frozenset({"Flatten", "Unflatten", "Identity", "Dropout", "Dropout1d", "Dropout2d"})
 
-# roles a runtime folds into the neighbouring convolution / matmul (checked against the
-# graphs onnxruntime and OpenVINO actually build: BN is folded at export, ReLU/Clip and the
-# residual add become post-ops of the convolution; pooling, LayerNorm, softmax stay apart)
-FUSES: dict[str, frozenset[str]] = {
-    "torch": frozenset(),
-    "torch-cuda": frozenset(),
-    "torch-compile": frozenset({"norm", "activation", "simple_activation", "add", "free"}),
-    "onnxruntime": frozenset({"norm", "simple_activation", "add", "free"}),
-    "onnxruntime-cuda": frozenset({"norm", "simple_activation", "add", "free"}),
-    "openvino": frozenset({"norm", "activation", "simple_activation", "add", "free"}),
-    "optimized": frozenset({"norm", "activation", "simple_activation", "add", "free"}),  # catalog devices
-    "eager": frozenset({"free"}),  # catalog devices, training
+# roles folded into the neighbouring convolution / matmul by the runtime a catalog device is
+# assumed to run (local backends say their own: ``Backend.fuses``)
+CATALOG_FUSES: dict[str, frozenset[str]] = {
+    "optimized": frozenset({"norm", "activation", "simple_activation", "add", "free"}),
+    "eager": frozenset({"free"}),  # training
 }
 
 
@@ -152,5 +146,14 @@ def layer_work(layer: "LayerProfile", scale: float = 1.0, byte_scale: float = 1.
     return LayerWork(layer.name, layer.type, role, flops, nbytes, calls, m, k, n, bias_bytes)
 
 
+def fused_roles(runtime: str) -> frozenset[str]:
+    """The layer roles ``runtime`` (a catalog runtime or a backend name) fuses; none for an unknown name."""
+    if runtime in CATALOG_FUSES:
+        return CATALOG_FUSES[runtime]
+    from trimnet.runtime.backend import all_backends
+
+    return next((b.fuses for b in all_backends() if b.name == runtime), frozenset())
+
+
 def fused(work: LayerWork, runtime: str) -> bool:
-    return work.role in FUSES.get(runtime, frozenset())
+    return work.role in fused_roles(runtime)

@@ -125,9 +125,10 @@ class OptimizeResult:
                                   f"name the target model{file.suffix}")
             path = path / f"model{file.suffix}"
         path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(file, path)
-        if file.suffix == ".xml":
-            shutil.copyfile(file.with_suffix(".bin"), path.with_suffix(".bin"))
+        from trimnet.optimize.quantize.saving import file_set
+
+        for src in file_set(file):  # model.xml brings its model.bin
+            shutil.copyfile(src, path.with_suffix(src.suffix))
         return path
 
     def _example(self) -> torch.Tensor:

@@ -1,5 +1,9 @@
 """Export to ONNX (torch.onnx dynamo exporter) and OpenVINO IR, each followed by a parity check.
 
+The formats are registry entries (``ExportFormat`` in ``backend.py``): ONNX is registered
+here, OpenVINO IR by the openvino backend; ``export`` asks the registry for the writer, the
+precisions, the files written and the backend that checks them.
+
 The ONNX file has a dynamic batch dimension named ``batch``, an explicit opset, and the
 model's metadata (trimnet version, input shape, class names, normalization) in
 ``metadata_props``; the OpenVINO IR is converted from that ONNX file and carries the same
@@ -23,12 +27,12 @@ import torch
 from torch import nn
 
 from trimnet.errors import ConfigError, require
+from trimnet.precision import Precision
+from trimnet.runtime.backend import ExportFormat, export_formats, format_of, get_format, register_format
 from trimnet.runtime.errors import ExportError
 from trimnet.runtime.parity import ParityReport, check_parity, eval_mode, random_inputs, real_inputs
 
 DEFAULT_OPSET = 18
-FORMATS = {"onnx": ".onnx", "openvino": ".xml"}
-PRECISIONS = {"onnx": ("f32",), "openvino": ("f32", "f16")}  # f16: weights stored as f16 in the IR
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
 
@@ -44,7 +48,7 @@ class ExportResult:
 
     @property
     def files(self) -> list[Path]:
-        return [self.path, self.path.with_suffix(".bin")] if self.format == "openvino" else [self.path]
+        return [self.path, *(self.path.with_suffix(s) for s in get_format(self.format).companions)]
 
     def to_dict(self) -> dict:
         return {"path": str(self.path), "files": [str(f) for f in self.files], "format": self.format,
@@ -59,7 +63,7 @@ def export(
     *,
     format: str | None = None,
     opset: int = DEFAULT_OPSET,
-    precision: str = "f32",
+    precision: str | Precision = Precision.FP32.element,
     inputs: torch.Tensor | None = None,
     dataset: Any = None,
     class_names: Sequence[str] | None = None,
@@ -71,8 +75,9 @@ def export(
     An ``OptimizeResult`` exports its winner as it ships (an int8 winner's own file) and
     returns the path written.
 
-    The format follows ``format`` or the suffix of ``path`` (``.onnx``, ``.xml``); a directory
-    gets ``model.onnx`` / ``model.xml``. The check runs seeded random inputs and the real
+    The format follows ``format`` (a format or a backend name) or the suffix of ``path``
+    (``.onnx``, ``.xml``); a directory gets ``model.onnx`` / ``model.xml``. ``precision`` is
+    recorded in the runtime's spelling (``f32``, ``f16``) whichever spelling is given. The check runs seeded random inputs and the real
     ones given as ``inputs`` or ``dataset`` (its test split); a failure raises ``ParityError``.
     """
     from trimnet.artifact import Artifact
@@ -95,14 +100,18 @@ def export(
         normalization = normalization if normalization is not None else dataset.normalization
     example_inputs = _example(model, example_inputs)
     fmt, path = resolve_path(path, format)
-    if precision not in PRECISIONS[fmt]:
-        raise ConfigError(f"{fmt} export supports precision {', '.join(PRECISIONS[fmt])}; got {precision!r}")
+    spec = get_format(fmt)
+    allowed = ", ".join(p.element for p in spec.precisions)
+    try:
+        wanted = Precision.parse(precision)
+    except ValueError:
+        wanted = None
+    if wanted not in spec.precisions:
+        raise ConfigError(f"{fmt} export supports precision {allowed}; got {precision!r}")
+    precision = wanted.element  # recorded as it always was: f32, f16
     meta = build_metadata(model, tuple(example_inputs.shape[1:]), class_names, normalization,
                           {"precision": precision, **(metadata or {})})
-    if fmt == "onnx":
-        export_onnx_file(model, path, example_inputs, opset=opset, metadata=meta)
-    else:
-        export_openvino_file(model, path, example_inputs, opset=opset, precision=precision, metadata=meta)
+    spec.write(model, path, example_inputs, opset=opset, precision=precision, metadata=meta)
     checks = random_inputs(example_inputs.shape[1:], model=model) + real_inputs(inputs, dataset)
     report = check_file(model, path, checks, precision=precision)
     return ExportResult(path=path, format=fmt, precision=precision, opset=opset, parity=report, metadata=meta,
@@ -112,18 +121,18 @@ def export(
 def resolve_path(path: str | Path, format: str | None) -> tuple[str, Path]:
     """(format, file path) from a file or directory path and an optional format name."""
     path = Path(path)
-    if format is not None and format not in FORMATS:
-        raise ConfigError(f"unknown export format {format!r}; choose one of: {', '.join(FORMATS)}")
-    by_suffix = {suffix: name for name, suffix in FORMATS.items()}
-    if path.suffix in by_suffix:
-        if format is not None and by_suffix[path.suffix] != format:
-            raise ConfigError(f"{path} has the suffix of {by_suffix[path.suffix]} but the format is {format}; "
-                              f"name it model{FORMATS[format]}")
-        return by_suffix[path.suffix], path
+    asked = get_format(format) if format is not None else None
+    found = format_of(path)
+    if found is not None:
+        if asked is not None and found.name != asked.name:
+            raise ConfigError(f"{path} has the suffix of {found.name} but the format is {format}; "
+                              f"name it model{asked.suffix}")
+        return found.name, path
     if path.suffix and not path.is_dir():
-        raise ConfigError(f"cannot tell the format of {path}; use a .onnx or .xml name, or pass a directory")
-    fmt = format or "onnx"
-    return fmt, path / f"model{FORMATS[fmt]}"
+        names = " or ".join(f.suffix for f in export_formats())
+        raise ConfigError(f"cannot tell the format of {path}; use a {names} name, or pass a directory")
+    fmt = asked or ONNX
+    return fmt.name, path / f"model{fmt.suffix}"
 
 
 def build_metadata(model: nn.Module, in_shape: tuple[int, ...], class_names: Sequence[str] | None,
@@ -170,8 +179,18 @@ def export_onnx_file(model: nn.Module, path: str | Path, example_inputs: torch.T
     return path
 
 
+def write_onnx(model: nn.Module, path: str | Path, example_inputs: torch.Tensor, *, opset: int = DEFAULT_OPSET,
+               precision: str | Precision = Precision.FP32, metadata: dict[str, str] | None = None) -> Path:
+    """``export_onnx_file`` as an ``ExportFormat`` writer (ONNX weights are stored as f32)."""
+    return export_onnx_file(model, path, example_inputs, opset=opset, metadata=metadata)
+
+
+ONNX = register_format(ExportFormat("onnx", ".onnx", write_onnx, "ONNX with a dynamic batch dimension",
+                                    checked_on=("onnxruntime", "openvino")))
+
+
 def export_openvino_file(model: nn.Module, path: str | Path, example_inputs: torch.Tensor, *,
-                         opset: int = DEFAULT_OPSET, precision: str = "f32",
+                         opset: int = DEFAULT_OPSET, precision: str | Precision = Precision.FP32,
                          metadata: dict[str, str] | None = None) -> Path:
     """Write OpenVINO IR (``.xml`` + ``.bin``) converted from the ONNX export; no parity check."""
     ov = require("openvino", "openvino")
@@ -187,24 +206,26 @@ def export_openvino_file(model: nn.Module, path: str | Path, example_inputs: tor
             ov_model.set_rt_info(value, key.split("."))
         from trimnet.files import save_openvino_ir
 
-        save_openvino_ir(ov, ov_model, path, compress_to_fp16=precision == "f16")
+        save_openvino_ir(ov, ov_model, path, compress_to_fp16=Precision.parse(precision) is Precision.FP16)
     return path
 
 
 def check_file(model: nn.Module, path: str | Path, checks: Sequence[tuple[str, torch.Tensor]], *,
-               precision: str = "f32") -> ParityReport:
+               precision: str = Precision.FP32.element) -> ParityReport:
     """Check an exported file against ``model`` on ``checks`` (label, inputs); raises ``ParityError``.
 
-    OpenVINO IR runs on openvino; ONNX on onnxruntime, the reference ONNX runtime (or on
-    openvino where onnxruntime is not installed).
+    The file runs on the first usable backend of its format's ``checked_on``: OpenVINO IR on
+    openvino; ONNX on onnxruntime, the reference ONNX runtime (or on openvino where
+    onnxruntime is not installed).
     """
     from trimnet.runtime.backend import get_backend
 
     path = Path(path)
-    if path.suffix == ".xml":
-        runtime = "openvino"
-    else:
-        runtime = next((n for n in ("onnxruntime", "openvino") if get_backend(n).why_not() is None), "onnxruntime")
+    fmt = format_of(path)
+    if fmt is None or not fmt.checked_on:
+        raise ConfigError(f"no backend checks {path.name} files; export to one of: "
+                          f"{', '.join(f.name for f in export_formats() if f.checked_on)}")
+    runtime = next((n for n in fmt.checked_on if get_backend(n).why_not() is None), fmt.checked_on[0])
     backend = get_backend(runtime)
     for module, extra in backend.requires:
         require(module, extra)

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from trimnet.runtime.backend import Backend, Runner, register_backend
+from trimnet.precision import Precision
+from trimnet.runtime.backend import Backend, CalibrationPlan, Runner, register_backend
 
 REQUIRES = (("onnxruntime", "onnx"),)
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
@@ -84,7 +85,12 @@ def _cuda_missing() -> str | None:
     return None
 
 
+# BN is folded at export; ReLU/Clip and the residual add become post-ops of the convolution (checked
+# against the graphs onnxruntime builds); GELU, pooling, LayerNorm and softmax stay apart
+FUSES = frozenset({"norm", "simple_activation", "add", "free"})
+
 register_backend(Backend("onnxruntime", "ONNX Runtime, CPU execution provider", _load_cpu, requires=REQUIRES,
-                         reads=(".onnx",)))
+                         reads=(".onnx",), export="onnx", fuses=FUSES, calibration=CalibrationPlan("graph"),
+                         versions=("onnxruntime",), precisions=(Precision.FP32, Precision.INT8)))
 register_backend(Backend("onnxruntime-cuda", "ONNX Runtime, CUDA execution provider", _load_cuda, requires=REQUIRES,
-                         unavailable=_cuda_missing, reads=(".onnx",)))
+                         unavailable=_cuda_missing, reads=(".onnx",), export="onnx", fuses=FUSES))

@@ -16,9 +16,13 @@ import torch
 from torch import nn
 
 from trimnet.errors import ConfigError
-from trimnet.runtime.backend import Backend, Runner, register_backend
+from trimnet.precision import Precision
+from trimnet.runtime.backend import Backend, CalibrationPlan, ExportFormat, Runner, register_backend, register_format
+from trimnet.runtime.export import export_openvino_file
 
-PRECISIONS = ("f32", "bf16", "f16", "default")
+# the inference precisions OpenVINO's CPU plugin takes, in its spelling (fp32 / f32 both accepted)
+RUNS = (Precision.FP32, Precision.BF16, Precision.FP16)
+PRECISIONS = (*(p.element for p in RUNS), "default")
 HINTS = ("latency", "throughput")
 
 
@@ -26,6 +30,11 @@ class OpenVINORunner(Runner):
     def __init__(self, path: Path, *, device: str, threads: int | None, precision: str, hint: str):
         import openvino as ov
 
+        if precision != "default":
+            try:
+                precision = Precision.parse(precision).element
+            except ValueError:
+                pass  # refused just below, with the choices
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown openvino precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
         if hint not in HINTS:
@@ -83,9 +92,16 @@ class OpenVINORunner(Runner):
 
 
 def _load(model: nn.Module | None, exported: Path, example_inputs: torch.Tensor, *, threads: int | None = None,
-          precision: str = "f32", hint: str = "latency", device: str = "CPU") -> OpenVINORunner:
+          precision: str = Precision.FP32.element, hint: str = "latency", device: str = "CPU") -> OpenVINORunner:
     return OpenVINORunner(exported, device=device, threads=threads, precision=precision, hint=hint)
 
 
-register_backend(Backend("openvino", "OpenVINO on CPU (reads ONNX or IR)", _load,
-                         requires=(("openvino", "openvino"),), reads=(".onnx", ".xml")))
+register_format(ExportFormat("openvino", ".xml", export_openvino_file, "OpenVINO IR (model.xml + model.bin)",
+                             precisions=(Precision.FP32, Precision.FP16),  # f16: weights stored as f16 in the IR
+                             companions=(".bin",), checked_on=("openvino",)))
+register_backend(Backend(
+    "openvino", "OpenVINO on CPU (reads ONNX or IR)", _load, requires=(("openvino", "openvino"),),
+    reads=(".onnx", ".xml"), export="openvino", fuses=frozenset({"norm", "activation", "simple_activation", "add", "free"}),
+    calibration=CalibrationPlan("graph", ((Precision.FP32, {"precision": Precision.FP32.element}),
+                                          (Precision.BF16, {"precision": Precision.BF16.element}))),
+    versions=("openvino",), precisions=(*RUNS, Precision.INT8)))

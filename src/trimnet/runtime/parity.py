@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from trimnet.errors import ConfigError
+from trimnet.precision import Precision
 from trimnet.runtime.errors import ParityError
 
 RunFn = Callable[[np.ndarray], np.ndarray]
@@ -33,18 +34,20 @@ class Tolerance:
 
 
 # f32 kernels differ in summation order only; f16 weights round each weight to 11 bits;
-# bf16 arithmetic keeps 8 bits of mantissa through every layer.
+# bf16 arithmetic keeps 8 bits of mantissa through every layer. Keyed by the runtime's
+# spelling (``Precision.element``), which is also what a report records.
 TOLERANCES: dict[str, Tolerance] = {
-    "f32": Tolerance(atol=1e-4, rtol=1e-3),
-    "f16": Tolerance(atol=1e-2, rtol=2e-2),
-    "bf16": Tolerance(atol=5e-2, rtol=1e-1),
+    Precision.FP32.element: Tolerance(atol=1e-4, rtol=1e-3),
+    Precision.FP16.element: Tolerance(atol=1e-2, rtol=2e-2),
+    Precision.BF16.element: Tolerance(atol=5e-2, rtol=1e-1),
 }
 
 
-def tolerance_for(precision: str) -> Tolerance:
+def tolerance_for(precision: str | Precision) -> Tolerance:
+    """The parity tolerance of ``precision`` in any spelling (``f16``, ``fp16``, ``Precision.FP16``)."""
     try:
-        return TOLERANCES[precision]
-    except KeyError:
+        return TOLERANCES[Precision.parse(precision).element]
+    except (KeyError, ValueError):
         raise ConfigError(f"unknown precision {precision!r}; choose one of: {', '.join(TOLERANCES)}") from None
 
 
@@ -151,7 +154,7 @@ def check_parity(
     inputs: Sequence[tuple[str, torch.Tensor]],
     *,
     runtime: str,
-    precision: str = "f32",
+    precision: str = Precision.FP32.element,
     tolerance: Tolerance | None = None,
     strict: bool = True,
 ) -> ParityReport:

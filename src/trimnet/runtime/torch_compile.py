@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trimnet.runtime.backend import Backend, register_backend
+from trimnet.runtime.backend import Backend, CalibrationPlan, register_backend
 from trimnet.runtime.torch_eager import TorchRunner
 
 
@@ -46,4 +46,8 @@ def _missing() -> str | None:
     return None
 
 
-register_backend(Backend("torch-compile", "torch.compile (inductor) on CPU", _load, unavailable=_missing))
+# inductor fuses elementwise chains (norms, activations, adds) into generated kernels; calibrated
+# on request only: its GEMMs and convolutions are PyTorch's, so only its call overhead is timed
+register_backend(Backend("torch-compile", "torch.compile (inductor) on CPU", _load, unavailable=_missing,
+                         fuses=frozenset({"norm", "activation", "simple_activation", "add", "free"}),
+                         calibration=CalibrationPlan("overhead", by_default=False, borrows="torch/fp32")))

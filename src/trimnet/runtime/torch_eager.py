@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from trimnet.runtime.backend import Backend, Runner, register_backend
+from trimnet.precision import Precision
+from trimnet.runtime.backend import Backend, CalibrationPlan, Runner, register_backend
 
 
 class TorchRunner(Runner):
@@ -75,5 +76,11 @@ def cuda_missing() -> str | None:
     return None if torch.cuda.is_available() else "no CUDA device (torch.cuda.is_available() is False)"
 
 
-register_backend(Backend("torch", "PyTorch eager on CPU, inference mode", _load_cpu))
-register_backend(Backend("torch-cuda", "PyTorch eager on a CUDA GPU", _load_cuda, unavailable=cuda_missing))
+# the runner runs the module in the dtype it is in: fp32, or bf16 / fp16 once quantize has cast it
+LOWERED = (Precision.FP32, Precision.BF16, Precision.FP16)
+KERNELS = ((Precision.FP32, {}), (Precision.BF16, {}))  # calibrated: PyTorch's own kernels at each dtype
+
+register_backend(Backend("torch", "PyTorch eager on CPU, inference mode", _load_cpu,
+                         calibration=CalibrationPlan("kernels", KERNELS), versions=("torch",), precisions=LOWERED))
+register_backend(Backend("torch-cuda", "PyTorch eager on a CUDA GPU", _load_cuda, unavailable=cuda_missing,
+                         calibration=CalibrationPlan("kernels", KERNELS, device="cuda"), precisions=LOWERED))

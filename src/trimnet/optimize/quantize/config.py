@@ -6,9 +6,11 @@ import dataclasses
 from dataclasses import dataclass
 
 from trimnet.errors import ConfigError
+from trimnet.precision import Precision
 
 QUANTIZE_CONFIG_VERSION = 1
-PRECISIONS = ("bf16", "fp16", "int8", "int8-dynamic")
+DYNAMIC_INT8 = "int8-dynamic"  # int8 weights, activations quantized per batch: a method, not a number format
+PRECISIONS = (Precision.BF16.value, Precision.FP16.value, Precision.INT8.value, DYNAMIC_INT8)
 # the backend a precision runs on when none is named: the one whose tool does it best on a CPU
 DEFAULT_BACKEND = {"bf16": "openvino", "fp16": "openvino", "int8": "openvino", "int8-dynamic": "onnxruntime"}
 
@@ -37,6 +39,15 @@ class QuantizeConfig:
     threads: int | None = None  # None: torch's current thread count, for every runtime
     seed: int = 0
     version: int = QUANTIZE_CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        # any spelling of a precision ("f16", "bfloat16") is stored as trimnet's ("fp16"); unknown names
+        # are left as given, for ``validate`` to refuse with the choices
+        if self.precision != DYNAMIC_INT8:
+            try:
+                object.__setattr__(self, "precision", Precision.parse(self.precision).value)
+            except ValueError:
+                pass
 
     @property
     def resolved_backend(self) -> str:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from trimnet.optimize.quantize.config import QuantizeConfig
+from trimnet.precision import Precision
 from trimnet.optimize.quantize.method import Candidate
 from trimnet.optimize.quantize.result import Latency
 from trimnet.runtime.parity import Tolerance, check_parity, random_inputs
@@ -25,7 +26,9 @@ from trimnet.runtime.parity import Tolerance, check_parity, random_inputs
 # Measured on the digits CNN: NNCF static 30 dB, onnxruntime static 21 dB, dynamic 43 dB;
 # a broken graph (wrong layout, lost scale) lands near 0 dB.
 MIN_SQNR_DB = {"int8": 15.0, "int8-dynamic": 20.0}
-PARITY_NAMES = {"bf16": "bf16", "fp16": "f16", "int8": "f32", "int8-dynamic": "f32"}
+# the parity tolerance each method's outputs are held to (int8 is held to its SQNR floor instead)
+PARITY_NAMES = {"bf16": Precision.BF16.element, "fp16": Precision.FP16.element, "int8": Precision.FP32.element,
+                "int8-dynamic": Precision.FP32.element}
 
 
 def sqnr_db(reference: np.ndarray, output: np.ndarray) -> float:

@@ -65,7 +65,9 @@ class Candidate:
     def files(self) -> list[Path]:
         if self.file is None:
             return []
-        return [self.file, self.file.with_suffix(".bin")] if self.file.suffix == ".xml" else [self.file]
+        from trimnet.optimize.quantize.saving import file_set
+
+        return file_set(self.file)
 
 
 @dataclass(frozen=True)

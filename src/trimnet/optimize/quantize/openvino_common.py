@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from trimnet.errors import require
+from trimnet.precision import Precision
 
 # executed nodes that do arithmetic on weights: the layers a per-layer record lists
 COMPUTE = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul", "Gemm", "RNNSeq",
@@ -58,4 +59,10 @@ def runtime_layers(path: Path, precision_hint: str, threads: int | None = None) 
 
 
 def _precision_name(ov_type: str) -> str:
-    return {"u8": "int8", "i8": "int8", "f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(ov_type, ov_type)
+    """OpenVINO's element type (f32, bf16, f16, i8, u8) in trimnet's spelling; others as OpenVINO names them."""
+    if ov_type == "u8":  # an unsigned 8-bit activation of an int8 layer
+        return Precision.INT8.value
+    try:
+        return Precision.parse(ov_type).value
+    except ValueError:
+        return ov_type

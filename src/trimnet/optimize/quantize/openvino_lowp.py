@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from trimnet.optimize.quantize.method import BuildContext, Candidate, register_method
 from trimnet.optimize.quantize.openvino_common import cpu_capabilities, runtime_layers, save_ir, to_ir
+from trimnet.precision import Precision
 
-HINT = {"bf16": "bf16", "fp16": "f16"}
+HINT = {p.value: p.element for p in (Precision.BF16, Precision.FP16)}  # OpenVINO's spelling: bf16, f16
 
 
 def _build(ctx: BuildContext, precision: str) -> Candidate:
@@ -28,7 +29,7 @@ def _build(ctx: BuildContext, precision: str) -> Candidate:
                 f"(OPTIMIZATION_CAPABILITIES: {', '.join(caps)})")
     return Candidate(
         backend="openvino", precision=precision, options={"precision": hint}, file=path,
-        baseline_file=fp32, baseline_options={"precision": "f32"}, layers=layers,
+        baseline_file=fp32, baseline_options={"precision": Precision.FP32.element}, layers=layers,
         details={"tool": "openvino INFERENCE_PRECISION_HINT", "hint": hint, "capabilities": caps,
                  "weights_stored_as": "fp16" if precision == "fp16" else "fp32",
                  f"{precision}_layers": lowered, "layers": len(layers), **details},

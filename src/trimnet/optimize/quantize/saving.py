@@ -28,7 +28,24 @@ if TYPE_CHECKING:  # pragma: no cover
     from trimnet.optimize.quantize.result import QuantizeResult
 
 RECORD = "quantize.json"
-FORMATS = {".xml": "openvino-ir", ".onnx": "onnx"}
+# the name model.json has always given a format where it differs from the export format's own
+STORED_FORMAT = {"openvino": "openvino-ir"}
+
+
+def file_set(file: Path) -> list[Path]:
+    """``file`` and the files its format writes beside it (model.xml: model.bin)."""
+    from trimnet.runtime.backend import format_of
+
+    fmt = format_of(file)
+    return [file, *(file.with_suffix(s) for s in (fmt.companions if fmt else ()))]
+
+
+def stored_format(file: Path) -> str:
+    from trimnet.runtime.backend import format_of
+
+    fmt = format_of(file)
+    name = fmt.name if fmt else file.suffix.lstrip(".")
+    return STORED_FORMAT.get(name, name)
 
 
 def open_candidate(candidate: "Candidate", baseline: bool, fp32_model: nn.Module | None, in_shape: tuple[int, ...],
@@ -66,9 +83,9 @@ def save_result(result: "QuantizeResult", out: str | Path) -> Path:
     file = c.file if lowered else c.baseline_file
     if file is not None:
         name = saved_name(result, file)
-        for src in ([file, file.with_suffix(".bin")] if file.suffix == ".xml" else [file]):
+        for src in file_set(file):
             shutil.copyfile(src, out / (name if src == file else Path(name).with_suffix(src.suffix).name))
-        runtime.update(file=name, format=FORMATS[file.suffix])
+        runtime.update(file=name, format=stored_format(file))
     elif lowered:
         inner = c.module.model  # LowPrecision wrapper: save the cast weights as the spec's safetensors
         model = inner if is_describable(inner) else c.module
