@@ -77,6 +77,7 @@ class _Stages:
 def run_pipeline(cfg: PipelineConfig, *, say: Callable[[str], None] | None = None) -> PipelineResult:
     import trimnet as tn
     from trimnet.artifact import load_artifact, write_json
+    from trimnet.optimize.result import save_winner
     from trimnet.optimize.search import optimize
 
     cfg.validate()
@@ -119,7 +120,7 @@ def run_pipeline(cfg: PipelineConfig, *, say: Callable[[str], None] | None = Non
 
     with stage("export winner"):
         best_dir = out / "best"
-        _save_winner(result, art, best_dir)
+        save_winner(result, art, best_dir)
         say(f"    winner written to {best_dir}")
 
     with stage("benchmark"):
@@ -131,7 +132,7 @@ def run_pipeline(cfg: PipelineConfig, *, say: Callable[[str], None] | None = Non
         if check["kept_original"]:
             say(f"    the winner was slower than the original when timed again ({check['winner_ms']:.4f} against "
                 f"{check['original_ms']:.4f} ms): the original is kept")
-            _save_winner(result, art, best_dir)
+            save_winner(result, art, best_dir)
         elif check["rounds"]:
             say(f"    confirmed side by side: {check['winner_ms']:.4f} ms against {check['original_ms']:.4f} ms for "
                 f"the original on {cfg.optimize.target_backend}" + (" (machine busy)" if check["busy"] else ""))
@@ -195,19 +196,6 @@ def _human(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds / size:.3g} {unit}"
     return f"{seconds * 1e6:.3g} µs"
-
-
-def _save_winner(result, art, best_dir: Path) -> None:
-    from trimnet.artifact import save_artifact
-
-    import shutil
-
-    if best_dir.exists():  # a fallback replaces what was written before
-        shutil.rmtree(best_dir)
-    meta_extra = {k: art.meta[k] for k in ("data", "kind") if k in art.meta}
-    result.source = {**result.source, "in_shape": art.in_shape, "class_names": art.class_names,
-                     "normalization": art.normalization}
-    result.save(best_dir, extra=meta_extra)
 
 
 def _benchmark(model, result, data, cfg: PipelineConfig) -> tuple[list[dict], list[dict]]:
