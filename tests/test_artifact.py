@@ -126,3 +126,19 @@ def test_exported_program_artifact_evaluates_and_predicts(tmp_path, small_digits
     ev = tn.evaluate(out, small_digits)
     assert 0.0 <= ev.accuracy <= 1.0 and ev.samples == len(small_digits.y_test)
     assert len(tn.predict(out, np.zeros((2, 1, 8, 8), np.float32)).labels) == 2
+
+
+def test_resolve_model_takes_a_module_an_artifact_or_a_run_directory(saved):
+    from trimnet.artifact import resolve_model
+
+    model, out = saved
+    for given in (out, str(out), load_artifact(out)):
+        r = resolve_model(given)
+        assert r.artifact is not None and r.artifact.path == out and r.in_shape == (1, 8, 8)
+        assert torch.equal(r.module(torch.ones(1, 1, 8, 8)), model(torch.ones(1, 1, 8, 8)))
+    r = resolve_model(model)
+    assert r.module is model and r.artifact is None and r.in_shape == (1, 8, 8)
+    assert resolve_model(nn.Linear(2, 2)).in_shape is None
+    assert resolve_model({"not": "a model"}).module == {"not": "a model"}  # without a verb the caller judges
+    with pytest.raises(tn.ConfigError, match="cannot fuse a dict; pass an nn.Module, an Artifact or a run directory"):
+        resolve_model({"not": "a model"}, verb="fuse")

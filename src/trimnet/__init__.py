@@ -76,6 +76,7 @@ _API: dict[str, str] = {
     "optimize": "trimnet.optimize",
     "OptimizeConfig": "trimnet.optimize",
     "OptimizeResult": "trimnet.optimize",
+    "save_winner": "trimnet.optimize",
     "FinetuneConfig": "trimnet.optimize.finetune",
     # the main job
     "run_pipeline": "trimnet.pipeline",

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from trimnet.data.dataset import Normalization
-from trimnet.errors import ArtifactError, ModelError
+from trimnet.errors import ArtifactError, ConfigError, ModelError
 from trimnet.models.checked import MAX_PARAMS  # a model.json asking for more is corrupt or hostile
 from trimnet.files import atomic_path, atomic_write  # noqa: F401  (atomic_write: used by importers too)
 
@@ -260,6 +260,38 @@ def load_artifact(path: str | Path, *, rebuild: bool = False) -> Artifact:
         file = _inside(path, record.get("file", TOKENIZER), "tokenizer", path / META)
         meta.setdefault("data", {})[TOKENIZER_KEY] = _read_tokenizer(file)
     return Artifact(path=path, model=model, meta=meta)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What "a model, an ``Artifact`` or a run directory" comes to, for the functions that take any of them."""
+
+    module: Any  # an artifact's model, or the module given (wrapped, with ``adapt``)
+    artifact: Artifact | None = None  # the artifact it came from; None for a module given as is
+    in_shape: tuple[int, ...] | None = None  # one sample's; None where the module records none
+
+
+ACCEPTS = "an nn.Module, an Artifact or a run directory"
+
+
+def resolve_model(model: Any, *, verb: str | None = None, accepts: str = ACCEPTS,
+                  adapt: bool = False) -> ResolvedModel:
+    """``model`` (an ``nn.Module``, an ``Artifact`` or a run directory, loaded here) with its artifact
+    and input shape. With ``verb``, anything that is not a module raises ``ConfigError`` ("cannot
+    fuse a dict; pass ``accepts``"); without, it comes back as the module, for the caller to judge.
+    ``adapt`` wraps a transformers classifier given as is so that every step takes it."""
+    if isinstance(model, (str, Path)):
+        model = load_artifact(model)
+    if isinstance(model, Artifact):
+        return ResolvedModel(model.model, model, model.in_shape)
+    if verb is not None and not isinstance(model, nn.Module):
+        raise ConfigError(f"cannot {verb} a {type(model).__name__}; pass {accepts}")
+    if adapt:
+        from trimnet.models.families import as_module
+
+        model = as_module(model)
+    shape = getattr(model, "in_shape", None)
+    return ResolvedModel(model, None, tuple(shape) if shape else None)
 
 
 def check_meta(meta: dict, where: Path) -> None:

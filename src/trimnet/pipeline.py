@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 
@@ -22,6 +22,13 @@ from trimnet.config import CONFIG_VERSION, DataConfig, ModelConfig, RunConfig, T
 from trimnet.errors import TrimnetError
 from trimnet.models.checked import create_checked
 from trimnet.optimize.search import OptimizeConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from trimnet.artifact import Artifact
+    from trimnet.data import Dataset
+    from trimnet.optimize.result import OptimizeResult
+    from trimnet.profile import Profile
+    from trimnet.report.summary import RunSummary
 
 log = logging.getLogger("trimnet.run")
 CATALOG_DEVICES = ["t4", "l4", "a100-80gb", "h100-sxm"]
@@ -59,6 +66,25 @@ class PipelineResult:
     report: Path | None
 
 
+@dataclass
+class _Trained:
+    """What the train and profile stages hand on."""
+
+    art: "Artifact"  # the original, as trained (or as found in the run directory)
+    data: "Dataset"
+    profile: "Profile"  # the original's, at batch 1
+
+
+@dataclass
+class _Measured:
+    """What the hardware estimate and benchmark stages hand on."""
+
+    hardware: list[dict]  # roofline estimates, this machine and catalog devices
+    hardware_note: str
+    train_time: list[dict]
+    backends: list[dict]  # original and winner timed on every backend
+
+
 class _Stages:
     def __init__(self, say: Callable[[str], None]):
         self.say = say
@@ -77,6 +103,7 @@ class _Stages:
 def run_pipeline(cfg: PipelineConfig, *, say: Callable[[str], None] | None = None) -> PipelineResult:
     import trimnet as tn
     from trimnet.artifact import load_artifact, write_json
+    from trimnet.optimize.result import save_winner
     from trimnet.optimize.search import optimize
 
     cfg.validate()
@@ -119,7 +146,7 @@ def run_pipeline(cfg: PipelineConfig, *, say: Callable[[str], None] | None = Non
 
     with stage("export winner"):
         best_dir = out / "best"
-        _save_winner(result, art, best_dir)
+        save_winner(result, art, best_dir)
         say(f"    winner written to {best_dir}")
 
     with stage("benchmark"):
@@ -131,19 +158,17 @@ def run_pipeline(cfg: PipelineConfig, *, say: Callable[[str], None] | None = Non
         if check["kept_original"]:
             say(f"    the winner was slower than the original when timed again ({check['winner_ms']:.4f} against "
                 f"{check['original_ms']:.4f} ms): the original is kept")
-            _save_winner(result, art, best_dir)
+            save_winner(result, art, best_dir)
         elif check["rounds"]:
             say(f"    confirmed side by side: {check['winner_ms']:.4f} ms against {check['original_ms']:.4f} ms for "
                 f"the original on {cfg.optimize.target_backend}" + (" (machine busy)" if check["busy"] else ""))
-        backends_table, target_rows = _benchmark(model, result, data, cfg)
+        measured = _Measured(hardware, hardware_note, train_time, _benchmark(model, result, data, cfg))
 
-    summary = _summary(cfg, art, prof, result, hardware, hardware_note, train_time, backends_table, target_rows,
-                       stage.times, out, data=data, model=model)
+    summary = _summary(cfg, out, _Trained(art, data, prof), result, measured, stage.times)
+    from trimnet.artifact import atomic_write
     from trimnet.report.html import dumps
 
-    from trimnet.artifact import atomic_write
-
-    atomic_write(out / "summary.json", dumps(summary))
+    atomic_write(out / "summary.json", dumps(summary.to_dict()))
     report = None
     with stage("report"):
         try:
@@ -152,15 +177,15 @@ def run_pipeline(cfg: PipelineConfig, *, say: Callable[[str], None] | None = Non
             report = build_report(out)
         except TrimnetError as why:  # the report extra is optional; the run's results stand
             say(f"    no report: {why}")
-    summary["stages"] = stage.times
-    summary["total_seconds"] = time.perf_counter() - started
-    atomic_write(out / "summary.json", dumps(summary))
+    summary.stages = stage.times
+    summary.total_seconds = time.perf_counter() - started
+    atomic_write(out / "summary.json", dumps(summary.to_dict()))
     if report is not None:
         from trimnet.report import build_report
 
         build_report(out)  # again, now with the report stage's own time
     write_json(out / "optimize.json", result.to_dict())
-    return PipelineResult(out=out, summary=summary, report=report)
+    return PipelineResult(out=out, summary=summary.to_dict(), report=report)
 
 
 def _hardware(prof, train_prof, data, cfg: PipelineConfig) -> tuple[list[dict], list[dict], str]:
@@ -197,20 +222,7 @@ def _human(seconds: float) -> str:
     return f"{seconds * 1e6:.3g} µs"
 
 
-def _save_winner(result, art, best_dir: Path) -> None:
-    from trimnet.artifact import save_artifact
-
-    import shutil
-
-    if best_dir.exists():  # a fallback replaces what was written before
-        shutil.rmtree(best_dir)
-    meta_extra = {k: art.meta[k] for k in ("data", "kind") if k in art.meta}
-    result.source = {**result.source, "in_shape": art.in_shape, "class_names": art.class_names,
-                     "normalization": art.normalization}
-    result.save(best_dir, extra=meta_extra)
-
-
-def _benchmark(model, result, data, cfg: PipelineConfig) -> tuple[list[dict], list[dict]]:
+def _benchmark(model, result, data, cfg: PipelineConfig) -> list[dict]:
     """Original and winner (fp32 PyTorch module) on every installed backend, batch 1 and the throughput batch."""
     import trimnet as tn
     from trimnet.bench.config import BenchConfig
@@ -245,7 +257,7 @@ def _benchmark(model, result, data, cfg: PipelineConfig) -> tuple[list[dict], li
     else:
         rows += [{**r, "model": "winner"} for r in rows
                  if r["model"] == "winner (fp32 module)" and r["backend"] == result.best.backend]
-    return rows, []
+    return rows
 
 
 def _file_size(path: Path) -> int | None:
@@ -257,28 +269,63 @@ def _file_size(path: Path) -> int | None:
                and "candidates" not in f.parts)
 
 
-def _summary(cfg, art, prof, result, hardware, hardware_note, train_time, backends_table, _rows, stages, out, *,
-             data, model) -> dict:
+def _summary(cfg: PipelineConfig, out: Path, trained: _Trained, result: "OptimizeResult", measured: _Measured,
+             stages: list[dict]) -> "RunSummary":
+    """What the run found, as summary.json has it."""
     import platform
 
     from trimnet import __version__
-    from trimnet.bench.env import load_average
-    from trimnet.profile import profile
-
-    best, orig = result.best, result.original
-    winner_prof = profile(result.model, torch.zeros((1, *art.in_shape)))
-    # pair the MAC-carrying layers in order: fusion renumbers modules (a folded BatchNorm goes)
     from trimnet.report.architecture import layers_with_widths
+    from trimnet.report.summary import RunSummary
 
+    art, prof, model, best = trained.art, trained.profile, trained.art.model, result.best
+    tgt, b, tb = cfg.optimize.target_backend, cfg.optimize.batch, cfg.optimize.throughput_batch
+    rows = _summary_rows(cfg, out, trained, result, measured.backends)
     arch_before, arch_after = layers_with_widths(model), layers_with_widths(result.model)
-    labels = {row["name"]: row["label"] for row in arch_before}
-    orig_layers = [(labels.get(layer.name, f"{layer.name} {layer.type}"), layer.macs) for layer in prof.layers
-                   if layer.macs]
-    new_macs = [layer.macs for layer in winner_prof.layers if layer.macs]
-    new_macs += [0] * (len(orig_layers) - len(new_macs))
+    paired = bool((result.confirmation or {}).get("rounds"))
+    return RunSummary(
+        title=f"{art.meta.get('arch', 'model')} on {art.meta.get('data', {}).get('source', cfg.data.source)}",
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        versions={"trimnet": __version__, "torch": torch.__version__},
+        machine=f"{platform.machine()}, {result.threads} threads",
+        threads=result.threads,
+        target={"backend": tgt, "batch": b, "throughput_batch": tb},
+        budget=cfg.optimize.max_accuracy_drop,
+        original={"test_accuracy": result.original_test_accuracy, "macs": prof.macs, "params": prof.params,
+                  "size_bytes": rows[0]["size_bytes"], "latency_ms": rows[1]["p50_ms"]},
+        winner={"description": best.description, "test_accuracy": result.test_accuracy, "macs": best.macs,
+                "params": best.params, "size_bytes": rows[2]["size_bytes"], "latency_ms": rows[2]["p50_ms"],
+                "speedup": rows[2]["speedup"], "original": best.original, "flagged": rows[2]["flagged"]},
+        baseline=rows[1]["name"],
+        baseline_note=(f"x: against the original on {tgt} (fp32); latency at batch {b}, throughput at batch {tb}"
+                       + (", original and winner timed side by side" if paired else "")),
+        interference=_interference(rows, result),
+        summary_rows=rows,
+        candidates=[c.to_dict() for c in result.candidates],
+        layers=_layers(trained, result, arch_before),
+        activation=_firing(result, model, trained.data),
+        architecture={"original": arch_before, "winner": arch_after,
+                      "in_shape": list(art.in_shape), "classes": len(art.class_names or []) or None},
+        layer_latency=_layer_latency(model, result, art, tgt),
+        training=_training_curves(art.path),
+        backends=measured.backends,
+        hardware=measured.hardware, hardware_note=measured.hardware_note, train_time=measured.train_time,
+        stages=stages,
+        commands=[f"trimnet run -c {out / 'config.yaml'}", f"trimnet eval {out / 'best'}",
+                  f"trimnet bench {out / 'best'} --batch {b},{tb}", f"trimnet report {out}"],
+    )
+
+
+def _summary_rows(cfg: PipelineConfig, out: Path, trained: _Trained, result: "OptimizeResult",
+                  backends: list[dict]) -> list[dict]:
+    """The summary table: the original in PyTorch, the original on the target (the baseline), the winner."""
+    prof, best = trained.profile, result.best
+    tgt, b, tb = cfg.optimize.target_backend, cfg.optimize.batch, cfg.optimize.throughput_batch
+    check = result.confirmation or {}
+    paired = bool(check.get("rounds"))
 
     def at(backend: str, model: str, batch: int, key: str):
-        for r in backends_table:
+        for r in backends:
             if r["backend"] == backend and r["model"] == model and r["batch"] == batch:
                 return r.get(key)
         return None
@@ -293,11 +340,8 @@ def _summary(cfg, art, prof, result, hardware, hardware_note, train_time, backen
         return {"p50_ms": p50, "p99_ms": at(backend, model, b, "p99_ms"),
                 "throughput": at(backend, model, tb, "throughput"), "flagged": flagged}
 
-    tgt, b, tb = cfg.optimize.target_backend, cfg.optimize.batch, cfg.optimize.throughput_batch
-    check = result.confirmation or {}
-    paired = bool(check.get("rounds"))
     model_file = "model.onnx" if (out / "best" / "model.onnx").exists() else "model.safetensors"
-    original_size = _file_size(art.path / "model.safetensors")
+    original_size = _file_size(trained.art.path / "model.safetensors")
     rows = [
         {"name": "original (fp32, PyTorch eager)", "test_accuracy": result.original_test_accuracy, "macs": prof.macs,
          "params": prof.params, "size_bytes": original_size, **figures("torch", "original")},
@@ -314,45 +358,33 @@ def _summary(cfg, art, prof, result, hardware, hardware_note, train_time, backen
     for row in rows:
         row["speedup"] = base_ms / row["p50_ms"] if base_ms and row["p50_ms"] else None
         row["throughput_speedup"] = row["throughput"] / base_tput if base_tput and row["throughput"] else None
+    return rows
+
+
+def _interference(rows: list[dict], result: "OptimizeResult") -> dict:
+    """Which figures were taken while other work competed for the cores, and the last side-by-side check."""
+    from trimnet.bench.env import load_average
+
     flagged = [r["name"] for r in rows if r["flagged"]]
-    interference = {
+    return {
         "flagged": bool(flagged) or result.flagged, "rows": flagged, "threads": result.threads,
-        "confirmation": check, "load_average": load_average(),
+        "confirmation": result.confirmation or {}, "load_average": load_average(),
         "candidates_flagged": sum(1 for c in result.candidates if c.flagged),
     }
-    firing = _firing(result, model, data)
-    return {
-        "title": f"{art.meta.get('arch', 'model')} on {art.meta.get('data', {}).get('source', cfg.data.source)}",
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "versions": {"trimnet": __version__, "torch": torch.__version__},
-        "machine": f"{platform.machine()}, {result.threads} threads",
-        "threads": result.threads,
-        "target": {"backend": tgt, "batch": b, "throughput_batch": tb},
-        "budget": cfg.optimize.max_accuracy_drop,
-        "original": {"test_accuracy": result.original_test_accuracy, "macs": prof.macs, "params": prof.params,
-                     "size_bytes": rows[0]["size_bytes"], "latency_ms": rows[1]["p50_ms"]},
-        "winner": {"description": best.description, "test_accuracy": result.test_accuracy, "macs": best.macs,
-                   "params": best.params, "size_bytes": rows[2]["size_bytes"], "latency_ms": rows[2]["p50_ms"],
-                   "speedup": rows[2]["speedup"], "original": best.original, "flagged": rows[2]["flagged"]},
-        "baseline": rows[1]["name"],
-        "baseline_note": (f"x: against the original on {tgt} (fp32); latency at batch {b}, throughput at batch {tb}"
-                          + (", original and winner timed side by side" if paired else "")),
-        "interference": interference,
-        "summary_rows": rows,
-        "candidates": [c.to_dict() for c in result.candidates],
-        "layers": [{"name": n, "macs_original": m, "macs_optimized": new}
-                   for (n, m), new in zip(orig_layers, new_macs)],
-        "activation": firing,
-        "architecture": {"original": arch_before, "winner": arch_after,
-                         "in_shape": list(art.in_shape), "classes": len(art.class_names or []) or None},
-        "layer_latency": _layer_latency(model, result, art, tgt),
-        "training": _training_curves(art.path),
-        "backends": backends_table,
-        "hardware": hardware, "hardware_note": hardware_note, "train_time": train_time,
-        "stages": stages,
-        "commands": [f"trimnet run -c {out / 'config.yaml'}", f"trimnet eval {out / 'best'}",
-                     f"trimnet bench {out / 'best'} --batch {b},{tb}", f"trimnet report {out}"],
-    }
+
+
+def _layers(trained: _Trained, result: "OptimizeResult", arch_before: list[dict]) -> list[dict]:
+    """MACs per MAC-carrying layer, original and winner, paired in order: fusion renumbers modules (a
+    folded BatchNorm goes)."""
+    from trimnet.profile import profile
+
+    winner_prof = profile(result.model, torch.zeros((1, *trained.art.in_shape)))
+    labels = {row["name"]: row["label"] for row in arch_before}
+    orig_layers = [(labels.get(layer.name, f"{layer.name} {layer.type}"), layer.macs)
+                   for layer in trained.profile.layers if layer.macs]
+    new_macs = [layer.macs for layer in winner_prof.layers if layer.macs]
+    new_macs += [0] * (len(orig_layers) - len(new_macs))
+    return [{"name": n, "macs_original": m, "macs_optimized": new} for (n, m), new in zip(orig_layers, new_macs)]
 
 
 def _layer_latency(model, result, art, backend: str) -> dict:
@@ -430,45 +462,3 @@ def load_pipeline_config(path: str | None, overrides: list[tuple[str, str]], *, 
         cfg.out = f"runs/{Path(cfg.data.source.split(':')[-1]).stem}-{cfg.model.name}-run"
     cfg.validate()
     return cfg
-
-
-
-def summary_table(summary: dict) -> list[list[Any]]:
-    """Rows for the printed summary: accuracy in %, size in KiB, speedups as '24.7x'."""
-    def pct(v):
-        return None if v is None else f"{100 * v:.2f} %"
-
-    def times(v):
-        return None if v is None else f"{v:.1f}x"
-
-    def ms(v):
-        return None if v is None else float(f"{v:.3g}")
-
-    def busy(v, r):
-        return v if v is None or not r.get("flagged") else f"{v}*"
-
-    return [[r["name"], pct(r["test_accuracy"]), r["macs"], r["params"],
-             None if r["size_bytes"] is None else f"{r['size_bytes'] / 1024:,.0f} KiB", busy(ms(r["p50_ms"]), r),
-             ms(r["p99_ms"]), None if r["throughput"] is None else round(r["throughput"]), times(r["speedup"]),
-             times(r.get("throughput_speedup"))] for r in summary["summary_rows"]]
-
-
-def summary_notes(summary: dict) -> list[str]:
-    """The lines under the printed summary: the baseline, and a warning where figures were taken busy."""
-    notes = [summary.get("baseline_note") or "x: against the original"]
-    info = summary.get("interference") or {}
-    load = info.get("load_average")
-    if info.get("rows"):
-        notes.append("* taken while other work competed for the cores (load "
-                     f"{load[0] if load else '?'}, {info.get('threads')} threads): these figures are inflated and "
-                     "noisy; run again on a quiet machine to compare with others")
-    elif info.get("flagged"):
-        notes.append(f"note: {info.get('candidates_flagged', 0)} of the search's timings were taken while other work "
-                     f"competed for the cores (load {load[0] if load else '?'}); the choice rests on side-by-side "
-                     "rounds, which the load hits alike")
-    return notes
-
-
-SUMMARY_HEADERS = ["model", "test acc", "MACs", "params", "size", "p50 ms", "p99 ms", "samples/s", "x latency",
-                   "x throughput"]
-

@@ -38,7 +38,7 @@ class Source:
 
 def resolve_source(model_or_path: Any, example_inputs: torch.Tensor | None = None, seed: int = 0) -> Source:
     """A ``Source`` from an ``nn.Module``, an ``Artifact``, a run directory or a .onnx / .xml file."""
-    from trimnet.artifact import Artifact, load_artifact
+    from trimnet.artifact import resolve_model
 
     if isinstance(model_or_path, (str, Path)):
         path = Path(model_or_path)
@@ -46,21 +46,17 @@ def resolve_source(model_or_path: Any, example_inputs: torch.Tensor | None = Non
             in_shape = _exported_shape(path) if example_inputs is None else tuple(example_inputs.shape[1:])
             return Source(name=path.stem, in_shape=in_shape, example=_example(example_inputs, in_shape, seed),
                           exported=path, meta={"path": str(path)})
-        model_or_path = load_artifact(path)
-    if isinstance(model_or_path, Artifact):
-        art = model_or_path
-        in_shape = tuple(example_inputs.shape[1:]) if example_inputs is not None else art.in_shape
+    resolved = resolve_model(model_or_path, verb="benchmark", accepts="an nn.Module, a run directory or a .onnx / "
+                                                                       ".xml file")
+    model, art = resolved.module, resolved.artifact
+    if example_inputs is None and resolved.in_shape is None:
+        raise ConfigError(f"pass example_inputs: {type(model).__name__} does not record its input shape")
+    in_shape = tuple(example_inputs.shape[1:]) if example_inputs is not None else resolved.in_shape
+    if art is not None:
         return Source(name=art.name, in_shape=in_shape, example=_example(example_inputs, in_shape, seed),
-                      model=art.model, meta={"path": str(art.path), "arch": art.meta.get("arch")})
-    if isinstance(model_or_path, nn.Module):
-        model = model_or_path
-        if example_inputs is None and not getattr(model, "in_shape", None):
-            raise ConfigError(f"pass example_inputs: {type(model).__name__} does not record its input shape")
-        in_shape = tuple(example_inputs.shape[1:]) if example_inputs is not None else tuple(model.in_shape)
-        return Source(name=getattr(model, "arch", type(model).__name__), in_shape=in_shape,
-                      example=_example(example_inputs, in_shape, seed), model=model)
-    raise ConfigError(f"cannot benchmark a {type(model_or_path).__name__}; pass an nn.Module, a run directory "
-                      "or a .onnx / .xml file")
+                      model=model, meta={"path": str(art.path), "arch": art.meta.get("arch")})
+    return Source(name=getattr(model, "arch", type(model).__name__), in_shape=in_shape,
+                  example=_example(example_inputs, in_shape, seed), model=model)
 
 
 def _example(example_inputs: torch.Tensor | None, in_shape: tuple[int, ...], seed: int) -> torch.Tensor:

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     import trimnet as tn
     from trimnet.errors import ConfigError
     from trimnet.optimize.search import OptimizeConfig, optimize
-    from trimnet.pipeline import _save_winner
+    from trimnet.optimize.result import save_winner
     from trimnet.train.evaluate import dataset_of
 
     # --max-accuracy-drop is short for --optimize.max_accuracy_drop, and so on
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     art = tn.load_artifact(args.run_dir, rebuild=True)
     out = Path(args.out or f"{str(args.run_dir).rstrip('/')}-optimized")
     result = optimize(art.model, dataset_of(art), cfg, out=out, progress=None if args.json else print)
-    _save_winner(result, art, out / "best")
+    save_winner(result, art, out / "best")
     if args.json:
         print_json({"out": str(out / "best"), **result.to_dict()})
         return 0

@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from trimnet.config import to_dict
-    from trimnet.pipeline import SUMMARY_HEADERS, load_pipeline_config, run_pipeline, summary_notes, summary_table
+    from trimnet.pipeline import load_pipeline_config, run_pipeline
+    from trimnet.report.summary import SUMMARY_HEADERS, summary_notes, summary_table
 
     short = [(k, v) for k, v in (("data.source", args.data), ("model.name", args.model)) if v is not None]
     cfg = load_pipeline_config(args.config, short + args.overrides, out=args.out, train_from=args.train_from)

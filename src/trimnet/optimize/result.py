@@ -19,6 +19,7 @@ from torch import nn
 from trimnet.errors import ConfigError
 
 if TYPE_CHECKING:
+    from trimnet.artifact import Artifact
     from trimnet.optimize.search import Candidate
 
 
@@ -152,3 +153,16 @@ class OptimizeResult:
                 "original_test_accuracy": self.original_test_accuracy, "seconds": self.seconds,
                 "threads": self.threads, "flagged": self.flagged, "confirmation": self.confirmation,
                 "prune_records": self.prune_records}
+
+
+def save_winner(result: OptimizeResult, art: "Artifact", out: str | Path) -> Path:
+    """Write ``result``'s winner as it ships to run directory ``out``, replacing what is there, with
+    the input shape, classes, normalization, data and kind of ``art`` (the artifact it was trimmed
+    from), so that ``trimnet eval`` and ``serve`` read it as they read the original."""
+    out = Path(out)
+    if out.exists():  # a fallback to the original replaces the winner written before
+        shutil.rmtree(out)
+    extra = {k: art.meta[k] for k in ("data", "kind") if k in art.meta}
+    result.source = {**result.source, "in_shape": art.in_shape, "class_names": art.class_names,
+                     "normalization": art.normalization}
+    return result.save(out, extra=extra)

@@ -70,7 +70,7 @@ def export(
     normalization: Any = None,
     metadata: dict | None = None,
 ) -> ExportResult:
-    """Export ``model`` (an ``nn.Module`` or an ``Artifact``) to ``path`` and check it against PyTorch.
+    """Export ``model`` (an ``nn.Module``, an ``Artifact`` or a run directory) to ``path`` and check it against PyTorch.
 
     An ``OptimizeResult`` exports its winner as it ships (an int8 winner's own file) and
     returns the path written.
@@ -80,13 +80,13 @@ def export(
     recorded in the runtime's spelling (``f32``, ``f16``) whichever spelling is given. The check runs seeded random inputs and the real
     ones given as ``inputs`` or ``dataset`` (its test split); a failure raises ``ParityError``.
     """
-    from trimnet.artifact import Artifact
+    from trimnet.artifact import resolve_model
 
     if hasattr(model, "shipped") and hasattr(model, "export"):  # an OptimizeResult: export what ships
         return model.export(path, example_inputs)
     start = time.perf_counter()
-    if isinstance(model, Artifact):
-        art = model
+    art = resolve_model(model).artifact
+    if art is not None:
         model = art.model
         class_names = class_names or art.class_names
         normalization = normalization if normalization is not None else art.normalization

@@ -81,7 +81,7 @@ def build_servicer(service: Service):
     from google.protobuf import json_format
 
     from trimnet import __version__
-    from trimnet.serve.app import EXTENSIONS
+    from trimnet.serve.routes_health import EXTENSIONS
     from trimnet.serve.proto import grpc_service_pb2 as pb
     from trimnet.serve.proto import grpc_service_pb2_grpc as pb_grpc
     from trimnet.serve.proto import model_config_pb2 as mc

@@ -181,3 +181,27 @@ INFER_RESPONSE_SCHEMA = {
     },
 }
 ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+
+
+def json_content(schema: dict) -> dict:
+    """An OpenAPI response or body whose JSON follows ``schema``."""
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+ERRORS = {code: {"description": why, **json_content(ERROR_SCHEMA)} for code, why in {
+    400: "malformed JSON, or a tensor with the wrong name, shape, datatype or values",
+    401: "a token is configured and the request lacks it",
+    404: "no model of that name",
+    413: "the request body (or its sample count) is too large",
+    422: "the model's outputs for these inputs are NaN or infinite, which JSON cannot carry (ask for binary)",
+    503: "the queue is full or the server is shutting down; retry after Retry-After seconds",
+}.items()}
+
+
+def error_response(status: int, message: str, headers: dict | None = None):
+    """``{"error": message}`` with ``status`` (a Starlette ``JSONResponse``): how routes and handlers refuse."""
+    from starlette.responses import JSONResponse
+
+    from trimnet.serve.protocol import error_body
+
+    return JSONResponse(error_body(message), status_code=status, headers=headers)

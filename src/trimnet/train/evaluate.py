@@ -4,7 +4,6 @@ confusion matrix, for regression MAE/RMSE/R²) and prediction."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,17 +56,6 @@ class Predictions:
                 row["source"] = self.sources[i]
             rows.append(row)
         return {"predictions": rows}
-
-
-def _resolve(model_or_artifact: Any):
-    """Model, artifact-or-None from a model, an Artifact or a run directory path."""
-    from trimnet.artifact import Artifact, load_artifact
-
-    if isinstance(model_or_artifact, (str, Path)):
-        model_or_artifact = load_artifact(model_or_artifact)
-    if isinstance(model_or_artifact, Artifact):
-        return model_or_artifact.model, model_or_artifact
-    return model_or_artifact, None
 
 
 def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
@@ -142,7 +130,10 @@ def evaluate(model: Any, data: Any = None, split: str = "test", *, backend: str 
     from trimnet.data.loaders import as_dataset
     from trimnet.tasks import task_for
 
-    model, artifact = _resolve(model)
+    from trimnet.artifact import resolve_model
+
+    resolved = resolve_model(model)
+    model, artifact = resolved.module, resolved.artifact
     data = as_dataset(data, task=task if isinstance(task, str) else None)
     if data is None:
         if artifact is None or not artifact.meta.get("data"):
@@ -211,7 +202,10 @@ def predict(model: Any, inputs: np.ndarray | torch.Tensor, *, normalize: bool = 
     """Class predictions (or, for a regression artifact, predicted values) for raw ``inputs``
     (normalized as in training when the model is an artifact; for a text model's artifact, a
     list of strings)."""
-    model, artifact = _resolve(model)
+    from trimnet.artifact import resolve_model
+
+    resolved = resolve_model(model)
+    model, artifact = resolved.module, resolved.artifact
     if artifact is not None and artifact.reads_text and isinstance(inputs, (str, list, tuple)):
         inputs = artifact.encode_text(inputs)  # raw strings -> token ids of the run's tokenizer
     # canonical strides: numpy can hand over (N, 1, H, W) with a stride on the size-1 axis that

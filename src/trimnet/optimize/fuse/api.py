@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -33,9 +32,11 @@ def fuse(
     (up to 64), if given, must match the model before the pass within 1e-5 of their scale; otherwise
     ``FuseError`` is raised. The input model is never changed.
     """
+    from trimnet.artifact import resolve_model
     from trimnet.models.spec import is_describable
 
-    module, in_shape = _resolve(model)
+    resolved = resolve_model(model, verb="fuse", adapt=True)
+    module, in_shape = resolved.module, resolved.in_shape
     names = list(DEFAULT_PASSES if passes is None else passes)
     chosen = [PASSES.get(_known_pass(n)) for n in names]
     checks = _check_inputs(module, in_shape, example_inputs, inputs)
@@ -109,22 +110,6 @@ def _known_pass(name: str) -> str:
     if name not in PASSES:
         raise ConfigError(f"unknown fusion pass {name!r}; choose from: {', '.join(list_passes())}")
     return name
-
-
-def _resolve(model: Any) -> tuple[nn.Module, tuple[int, ...] | None]:
-    from trimnet.artifact import Artifact, load_artifact
-
-    if isinstance(model, (str, Path)):
-        model = load_artifact(model)
-    if isinstance(model, Artifact):
-        return model.model, model.in_shape
-    if not isinstance(model, nn.Module):
-        raise ConfigError(f"cannot fuse a {type(model).__name__}; pass an nn.Module, an Artifact or a run directory")
-    from trimnet.models.families import as_module
-
-    model = as_module(model)
-    shape = getattr(model, "in_shape", None)
-    return model, tuple(shape) if shape else None
 
 
 def _check_inputs(model: nn.Module, in_shape: tuple[int, ...] | None, example_inputs: torch.Tensor | None,

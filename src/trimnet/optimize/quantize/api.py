@@ -44,7 +44,7 @@ def quantize(model: Any, data: Dataset | None = None, config: QuantizeConfig | N
     why = get_backend(method.backend).why_not()
     if why is not None:
         raise BackendUnavailableError(f"{cfg.precision} on {method.backend} cannot run here: {why}")
-    module, source = _resolve(model)
+    module, source = _source(model)
     data = _dataset(data, source)
     _check_shapes(source, data)
     from trimnet.tasks import task_for
@@ -108,21 +108,17 @@ def _guard(result: QuantizeResult, parity_passed: bool, parity_summary: str, cfg
                              f"computes: {parity_summary}; nothing was written", result)
 
 
-def _resolve(model: Any) -> tuple[nn.Module, dict]:
-    from trimnet.artifact import Artifact, load_artifact
+def _source(model: Any) -> tuple[nn.Module, dict]:
+    """The module, and what quantize reads of where it came from (an artifact's inputs, classes, data)."""
+    from trimnet.artifact import resolve_model
 
-    if isinstance(model, (str, Path)):
-        model = load_artifact(model)
-    if isinstance(model, Artifact):
-        return model.model, {"in_shape": list(model.in_shape), "class_names": model.class_names,
-                             "normalization": model.normalization, "meta": model.meta, "path": str(model.path)}
-    if not isinstance(model, nn.Module):
-        raise ConfigError(f"cannot quantize a {type(model).__name__}; pass an nn.Module, an Artifact or a run directory")
-    from trimnet.models.families import as_module
-
-    model = as_module(model)
-    return model, {"in_shape": list(getattr(model, "in_shape", ()) or ()), "class_names": None,
-                   "normalization": None, "meta": {}, "path": None}
+    resolved = resolve_model(model, verb="quantize", adapt=True)
+    art = resolved.artifact
+    if art is not None:
+        return art.model, {"in_shape": list(art.in_shape), "class_names": art.class_names,
+                           "normalization": art.normalization, "meta": art.meta, "path": str(art.path)}
+    return resolved.module, {"in_shape": list(resolved.in_shape or ()), "class_names": None,
+                             "normalization": None, "meta": {}, "path": None}
 
 
 def _dataset(data: Dataset | None, source: dict) -> Dataset:

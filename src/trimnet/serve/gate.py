@@ -1,0 +1,70 @@
+"""The gate every HTTP request passes: counted and timed, the token checked, requests in flight bounded."""
+
+import hmac
+import json
+import time
+
+from trimnet.serve.metrics import Metrics
+from trimnet.serve.protocol import error_body
+
+OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
+ROUTE_KEY = "trimnet.route"  # where InferEndpoint names its route for the metrics (Starlette routes do not)
+
+
+class Gate:
+    """Plain ASGI middleware: counts and times every request, checks the token, bounds requests in flight."""
+
+    def __init__(self, app, *, metrics: Metrics, token: str | None, max_inflight: int, retry_after: int):
+        self.app = app
+        self.metrics = metrics
+        self.token = token.encode() if token else None
+        self.max_inflight = max_inflight
+        self.retry_after = str(retry_after).encode()
+        self.inflight = 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = 500  # what a crash before the response would have answered
+
+        async def send_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            probe = scope["path"] in OPEN_PATHS  # health probes: no token, and never refused as overload
+            if self.token is not None and not probe and not self._authorized(scope):
+                await _respond(send_status, 401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
+                               [(b"www-authenticate", b"Bearer")])
+            elif self.inflight >= self.max_inflight and not probe:
+                await _respond(send_status, 503, f"the server is handling {self.inflight} requests, its limit",
+                               [(b"retry-after", self.retry_after)])
+            else:
+                self.inflight += 1
+                self.metrics.inflight.inc()
+                try:
+                    await self.app(scope, receive, send_status)
+                finally:
+                    self.inflight -= 1
+                    self.metrics.inflight.dec()
+        finally:
+            route = getattr(scope.get("route"), "path", None) or scope.get(ROUTE_KEY, "other")
+            self.metrics.request(route, scope.get("method", ""), status, time.perf_counter() - start)
+
+    def _authorized(self, scope) -> bool:
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                scheme, _, credentials = value.partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.token)
+        return False
+
+
+async def _respond(send, status: int, message: str, headers: list[tuple[bytes, bytes]]) -> None:
+    body = json.dumps(error_body(message)).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *headers]})
+    await send({"type": "http.response.body", "body": body})
