@@ -284,6 +284,7 @@ def _summary(cfg: PipelineConfig, out: Path, trained: _Trained, result: "Optimiz
     arch_before, arch_after = layers_with_widths(model), layers_with_widths(result.model)
     paired = bool((result.confirmation or {}).get("rounds"))
     return RunSummary(
+        metric=(art.meta.get("task") or {}).get("metric", "accuracy"),
         title=f"{art.meta.get('arch', 'model')} on {art.meta.get('data', {}).get('source', cfg.data.source)}",
         created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         versions={"trimnet": __version__, "torch": torch.__version__},

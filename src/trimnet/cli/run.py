@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     from trimnet.config import to_dict
     from trimnet.pipeline import load_pipeline_config, run_pipeline
-    from trimnet.report.summary import SUMMARY_HEADERS, summary_notes, summary_table
+    from trimnet.report.summary import summary_headers, summary_notes, summary_table
 
     short = [(k, v) for k, v in (("data.source", args.data), ("model.name", args.model)) if v is not None]
     cfg = load_pipeline_config(args.config, short + args.overrides, out=args.out, train_from=args.train_from)
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
                                           "total_seconds")}})
         return 0
     print()
-    print(format_table(SUMMARY_HEADERS, summary_table(result.summary)))
+    print(format_table(summary_headers(result.summary), summary_table(result.summary)))
     print("\n" + "\n".join(summary_notes(result.summary)))
     print(" · ".join(f"{s['name']} {s['seconds']:.1f}s" for s in result.summary["stages"]),
           f"· total {result.summary['total_seconds']:.0f}s")

@@ -21,6 +21,13 @@ def render(summary: dict[str, Any]) -> str:
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
     env.filters["num"] = _num
     env.filters["pct"] = lambda v: "-" if v is None else f"{100 * v:.2f} %"
+    from trimnet.report.summary import format_metric, metric_name
+
+    metric = summary.get("metric", "accuracy")
+    # the task's metric: accuracy in %, a regression's error as MAE (the budget in the metric's units)
+    env.filters["score"] = lambda v: format_metric(v, metric) or "-"
+    env.filters["drop"] = lambda v: "-" if v is None else (f"{100 * v:.2f} %" if metric == "accuracy" else f"{v:.4g}")
+    env.globals["metric"] = metric_name(metric)
     env.filters["ms"] = lambda v: "-" if v is None else (f"{v:.3f}" if v < 10 else f"{v:.1f}")
     return env.get_template("report.html.j2").render(s=summary, fig=all_figures(summary))
 

@@ -8,20 +8,22 @@ import math
 from trimnet.report.plots import _encode, _figure
 
 
-def training_curves(rows: list[dict]) -> str | None:
-    """Loss and accuracy per epoch, training and validation."""
+def training_curves(rows: list[dict], metric: str = "accuracy") -> str | None:
+    """Loss and the task's metric (accuracy, or e.g. MAE for regression) per epoch, training and validation."""
     rows = [r for r in rows if "epoch" in r]
     if not rows:
         return None
+    negated = metric.startswith("neg_")
+    shown = metric[4:].upper() if negated else metric
     plt, fig, _ = _figure()
     plt.close(fig)
     fig, (loss, acc) = plt.subplots(1, 2, figsize=(7.6, 3.0), dpi=110)
     epochs = [r["epoch"] for r in rows]
-    for ax, key, title in ((loss, "loss", "loss"), (acc, "accuracy", "accuracy (%)")):
+    for ax, key, title in ((loss, "loss", "loss"), (acc, metric, "accuracy (%)" if metric == "accuracy" else shown)):
         for split, style in (("train", "-"), ("val", "--")):
             ys = [r.get(f"{split}_{key}") for r in rows]
             if any(y is not None for y in ys):
-                scale = 100 if key == "accuracy" else 1
+                scale = 100 if key == "accuracy" else -1 if key == metric and negated else 1
                 ax.plot(epochs, [None if y is None else scale * y for y in ys], style, marker=".",
                         label="training" if split == "train" else "validation")
         ax.set_xlabel("epoch")

@@ -37,11 +37,14 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def accuracy_vs(candidates: list[dict], x_key: str, x_label: str, log_x: bool = False) -> str | None:
+def accuracy_vs(candidates: list[dict], x_key: str, x_label: str, log_x: bool = False,
+                metric: str = "accuracy") -> str | None:
+    """Validation metric against ``x_key``: accuracy in %, any other metric as it is (higher is better)."""
     rows = [c for c in candidates if c.get(x_key) is not None and c.get("val_accuracy") is not None]
     if not rows:
         return None
-    ys = [100 * c["val_accuracy"] for c in rows]
+    scale = 100 if metric == "accuracy" else 1
+    ys = [scale * c["val_accuracy"] for c in rows]
     if max(ys) - min(ys) < 1e-9:  # a flat line says nothing: compare the candidates on x alone
         return _same_accuracy(rows, x_key, x_label, ys[0], log_x)
     plt, fig, ax = _figure()
@@ -61,10 +64,15 @@ def accuracy_vs(candidates: list[dict], x_key: str, x_label: str, log_x: bool = 
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel(x_label)
-    ax.set_ylabel("validation accuracy (%)")
     low, high = min(ys), max(ys)
-    pad = max((high - low) * 0.1, 0.5)
-    ax.set_ylim(low - pad * (3 if high - low < 1e-9 else 1), min(high + pad, 100.5))  # no axis past 100 %
+    if metric == "accuracy":
+        ax.set_ylabel("validation accuracy (%)")
+        pad = max((high - low) * 0.1, 0.5)
+        ax.set_ylim(low - pad * (3 if high - low < 1e-9 else 1), min(high + pad, 100.5))  # no axis past 100 %
+    else:
+        ax.set_ylabel(f"validation {metric} (higher is better)")
+        pad = (high - low) * 0.1
+        ax.set_ylim(low - pad, high + pad)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     return _encode(plt, fig)
@@ -164,13 +172,15 @@ def all_figures(summary: dict[str, Any]) -> dict[str, str | None]:
     from trimnet.report import network_plots
 
     candidates = summary.get("candidates", [])
+    metric = summary.get("metric", "accuracy")
     return {
-        "accuracy_vs_latency": accuracy_vs(candidates, "latency_ms", "latency on the target (ms, log)", log_x=True),
-        "accuracy_vs_macs": accuracy_vs(candidates, "macs", "MACs per sample (log)", log_x=True),
+        "accuracy_vs_latency": accuracy_vs(candidates, "latency_ms", "latency on the target (ms, log)", log_x=True,
+                                           metric=metric),
+        "accuracy_vs_macs": accuracy_vs(candidates, "macs", "MACs per sample (log)", log_x=True, metric=metric),
         "layer_macs": layer_macs(summary.get("layers", [])),
         "firing": firing_histogram(summary.get("activation", {})),
         "latency": latency_by_backend(summary.get("backends", [])),
-        "training": network_plots.training_curves(summary.get("training", [])),
+        "training": network_plots.training_curves(summary.get("training", []), metric),
         "architecture": network_plots.architecture(summary.get("architecture", {})),
         "layer_latency": network_plots.layer_latency(summary.get("layer_latency", {})),
     }

@@ -37,6 +37,7 @@ class RunSummary:
     train_time: list[dict]  # estimated training time per device
     stages: list[dict]  # {"name", "seconds"} per stage, in order
     commands: list[str]  # reproduce, evaluate, benchmark, rebuild the report
+    metric: str = "accuracy"  # the task's metric in every test_accuracy / val_accuracy field (higher is better)
     total_seconds: float | None = None  # set once the report stage has run; absent from the JSON until then
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as read
 
@@ -57,10 +58,31 @@ SUMMARY_HEADERS = ["model", "test acc", "MACs", "params", "size", "p50 ms", "p99
                    "x throughput"]
 
 
+def metric_name(metric: str) -> str:
+    """How a metric is shown: accuracy as itself, a negated error (``neg_mae``) as the error (MAE)."""
+    return metric[4:].upper() if metric.startswith("neg_") else metric
+
+
+def format_metric(value: float | None, metric: str = "accuracy") -> str | None:
+    """Accuracy in %, a negated error as the positive error, anything else as it is."""
+    if value is None:
+        return None
+    if metric == "accuracy":
+        return f"{100 * value:.2f} %"
+    return f"{-value if metric.startswith('neg_') else value:.4g}"
+
+
+def summary_headers(summary: dict) -> list[str]:
+    metric = summary.get("metric", "accuracy")
+    return SUMMARY_HEADERS if metric == "accuracy" else ["model", f"test {metric_name(metric)}", *SUMMARY_HEADERS[2:]]
+
+
 def summary_table(summary: dict) -> list[list[Any]]:
-    """Rows for the printed summary: accuracy in %, size in KiB, speedups as '24.7x'."""
+    """Rows for the printed summary: accuracy in % (or the task's metric), size in KiB, speedups as '24.7x'."""
+    metric = summary.get("metric", "accuracy")
+
     def pct(v):
-        return None if v is None else f"{100 * v:.2f} %"
+        return format_metric(v, metric)
 
     def times(v):
         return None if v is None else f"{v:.1f}x"
