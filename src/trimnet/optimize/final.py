@@ -19,7 +19,7 @@ from trimnet.bench.rounds import rounds
 
 if TYPE_CHECKING:
     from trimnet.optimize.result import OptimizeResult
-    from trimnet.optimize.search import Candidate
+    from trimnet.optimize.candidates import Candidate
 
 FINALISTS = 6  # at most this many accepted candidates are timed again, side by side with the original
 FINALIST_SPREAD = 3.0  # ... those within this factor of the fastest sweep latency

@@ -19,7 +19,7 @@ from torch import nn
 from trimnet.errors import ConfigError
 
 if TYPE_CHECKING:
-    from trimnet.optimize.search import Candidate
+    from trimnet.optimize.candidates import Candidate
 
 
 @dataclass(repr=False)

@@ -35,6 +35,7 @@ from torch import nn
 
 from trimnet.data.dataset import Dataset
 from trimnet.errors import ConfigError
+from trimnet.optimize.candidates import Candidate, CandidateKey
 from trimnet.optimize.final import final_round, mark
 from trimnet.optimize.result import OptimizeResult
 
@@ -84,32 +85,6 @@ class OptimizeConfig:
         if self.time_budget_s <= 0:
             raise ConfigError(f"time_budget_s must be > 0; got {self.time_budget_s}")
         return self
-
-
-@dataclass
-class Candidate:
-    name: str  # stable key: "apoz-0.75/fused/int8@openvino"
-    description: str
-    structure: str  # "original" or "apoz-0.75"
-    precision: str
-    backend: str
-    val_accuracy: float | None
-    macs: int | None = None
-    params: int | None = None
-    latency_ms: float | None = None  # p50 at the target batch
-    p99_ms: float | None = None
-    throughput: float | None = None  # samples/s at the target batch
-    sweep_latency_ms: float | None = None  # finalists: the sweep's own figure, before the side-by-side round
-    accepted: bool = False
-    verdict: str = ""
-    seconds: float = 0.0
-    original: bool = False
-    winner: bool = False
-    pareto: bool = False
-    flagged: bool = False  # its latency was taken while other work competed for the cores
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def optimize(model: nn.Module, data: Dataset | Any, config: OptimizeConfig | None = None, *,
@@ -163,14 +138,12 @@ def optimize(model: nn.Module, data: Dataset | Any, config: OptimizeConfig | Non
         return time.perf_counter() - started > cfg.time_budget_s
 
     candidates: list[Candidate] = []
-    original = _measure_fp32(model, "original", "original", cfg.target_backend, cfg, x_val, y_val, example, cache,
-                             task)
+    original = _measure_fp32(model, CandidateKey().run_on(cfg.target_backend), cfg, x_val, y_val, example, cache, task)
     original.original = True
-    original.description = f"original, fp32 on {cfg.target_backend}"
     candidates.append(original)
     say(f"original on {cfg.target_backend}: {original.latency_ms:.3f} ms at batch {cfg.batch}")
 
-    structures: dict[str, nn.Module] = {"original": model}
+    structures: dict[CandidateKey, nn.Module] = {CandidateKey(): model}
     records: dict[str, dict] = {}
     budgets = [cfg.finetune_epochs] + ([cfg.finetune_retry_epochs]
                                        if cfg.finetune_retry_epochs > cfg.finetune_epochs else [])
@@ -182,20 +155,19 @@ def optimize(model: nn.Module, data: Dataset | Any, config: OptimizeConfig | Non
             for i, epochs in enumerate(budgets):
                 if i and out_of_time():
                     break
-                key = f"{criterion}-{ratio:g}" + (f"-ft{epochs}" if i else "")
-                pruned, record = _pruned(model, data, criterion, ratio, cfg, cache, key, epochs, task)
+                key = CandidateKey(criterion, ratio, retry_epochs=epochs if i else None)
+                pruned, record = _pruned(model, data, key, epochs, cfg, cache, task)
                 acc = _torch_accuracy(pruned, x_val, y_val, task)
-                records[key] = record
+                records[key.structure] = record
                 ok = acc >= floor
-                say(f"pruned {key}: validation {metric} {acc:.4f} ({'within' if ok else 'out of'} budget"
+                say(f"pruned {key.structure}: validation {metric} {acc:.4f} ({'within' if ok else 'out of'} budget"
                     f"{'' if ok or i + 1 == len(budgets) else f'; fine-tuning {budgets[i + 1]} epochs instead'})")
                 if ok:
                     break
             if not ok:
-                candidates.append(Candidate(name=f"{key}/torch", description=_what(key),
-                                            structure=key, precision="fp32", backend="torch", val_accuracy=acc,
-                                            verdict="over the accuracy budget; larger ratios not tried",
-                                            **_size(pruned, example)))
+                candidates.append(Candidate.of(key.run_on("torch"), val_accuracy=acc,
+                                               verdict="over the accuracy budget; larger ratios not tried",
+                                               **_size(pruned, example)))
                 break
             structures[key] = pruned
 
@@ -204,26 +176,25 @@ def optimize(model: nn.Module, data: Dataset | Any, config: OptimizeConfig | Non
     precisions = _precisions(cfg.precisions, backends, say)
     fused: dict[str, nn.Module] = {}
     not_lower: set[str] = set()  # precision@backend that ran fp32 anyway on this machine
-    for key, m in structures.items():
-        fused[key] = fuse(m).model.eval()
+    for structure, m in structures.items():
+        fused[structure.structure] = fuse(m).model.eval()
         for backend in backends:
             for precision in precisions[backend]:
                 if out_of_time():
                     break
-                label = f"{key}/fused/{precision}@{backend}"
+                key = structure.fused_on(precision, backend)
                 if f"{precision}@{backend}" in not_lower:
                     continue
                 if precision == "fp32":
-                    c = _measure_fp32(fused[key], label, key, backend, cfg, x_val, y_val, example, cache, task)
+                    c = _measure_fp32(fused[key.structure], key, cfg, x_val, y_val, example, cache, task)
                 else:
-                    c = _measure_lowp(fused[key], data, label, key, precision, backend, cfg, cache, task)
+                    c = _measure_lowp(fused[key.structure], data, key, cfg, cache, task)
                 if isinstance(c, _Skip):
                     say(f"{precision} on {backend}: {c.why}; not a candidate" +
-                        ("" if c.backend_wide else f" ({_describe(key, precision, backend)})"))
+                        ("" if c.backend_wide else f" ({key.description})"))
                     if c.backend_wide:  # the same for every structure: do not try again
                         not_lower.add(f"{precision}@{backend}")
                     continue
-                c.description = _describe(key, precision, backend)
                 c.accepted = c.val_accuracy is not None and c.val_accuracy >= floor and c.latency_ms is not None
                 candidates.append(c)
                 say(f"{c.description}: validation {metric} {c.val_accuracy:.4f}, "
@@ -262,18 +233,6 @@ def optimize(model: nn.Module, data: Dataset | Any, config: OptimizeConfig | Non
     return result
 
 
-def _what(structure: str) -> str:
-    """"l1-0.75" -> "l1 pruning 0.75"; "l1-0.75-ft20" -> "l1 pruning 0.75 (20 fine-tune epochs)"."""
-    if structure == "original":
-        return "original"
-    criterion, ratio, *more = structure.split("-")
-    return f"{criterion} pruning {ratio}" + (f" ({more[0][2:]} fine-tune epochs)" if more else "")
-
-
-def _describe(structure: str, precision: str, backend: str) -> str:
-    return f"{_what(structure)}, fused, {precision} on {backend}"
-
-
 def _size(model: nn.Module, example: torch.Tensor) -> dict:
     from trimnet.profile import profile
 
@@ -305,23 +264,22 @@ def _latency(runner, example: torch.Tensor, backend: str, cfg: OptimizeConfig) -
             "flagged": m.flagged}
 
 
-def _measure_fp32(model: nn.Module, label: str, structure: str, backend: str, cfg: OptimizeConfig,
+def _measure_fp32(model: nn.Module, key: CandidateKey, cfg: OptimizeConfig,
                   x_val, y_val, example, cache: "_Cache", task: Any = None) -> Candidate:
-    hit = cache.get(label, cfg, model)
+    hit = cache.get(key, cfg, model)
     if hit is not None:
         return hit
     from trimnet.runtime import load_runner
 
     t0 = time.perf_counter()
-    runner = load_runner(backend, model, example, threads=cfg.threads)
+    runner = load_runner(key.backend, model, example, threads=cfg.threads)
     try:
         acc = _runner_accuracy(runner.run, x_val, y_val, task)
-        timing = _latency(runner, example, backend, cfg)
+        timing = _latency(runner, example, key.backend, cfg)
     finally:
         runner.close()
-    c = Candidate(name=label, description=label, structure=structure, precision="fp32", backend=backend,
-                  val_accuracy=acc, **_size(model, example), **timing, seconds=time.perf_counter() - t0)
-    cache.put(label, cfg, model, c)
+    c = Candidate.of(key, val_accuracy=acc, **_size(model, example), **timing, seconds=time.perf_counter() - t0)
+    cache.put(key, cfg, model, c)
     return c
 
 
@@ -337,12 +295,12 @@ def _quantize(model: nn.Module, data: Dataset, precision: str, backend: str, cfg
     return quantize(model, data, qcfg, task=task)
 
 
-def _measure_lowp(model: nn.Module, data: Dataset, label: str, structure: str, precision: str, backend: str,
-                  cfg: OptimizeConfig, cache: "_Cache", task: Any = None) -> "Candidate | _Skip":
+def _measure_lowp(model: nn.Module, data: Dataset, key: CandidateKey, cfg: OptimizeConfig, cache: "_Cache",
+                  task: Any = None) -> "Candidate | _Skip":
     """The candidate, or why it is not one."""
     from trimnet.errors import TrimnetError
 
-    hit = cache.get(label, cfg, model)
+    hit = cache.get(key, cfg, model)
     if hit is not None:
         return hit
     t0 = time.perf_counter()
@@ -351,37 +309,36 @@ def _measure_lowp(model: nn.Module, data: Dataset, label: str, structure: str, p
 
     try:
         with _quiet("trimnet.optimize.quantize", "trimnet.optimize.fuse"):
-            q = _quantize(model, data, precision, backend, cfg, split="val", task=task)
+            q = _quantize(model, data, key.precision, key.backend, cfg, split="val", task=task)
     except (ParityMismatch, AccuracyDropError) as why:  # this model at this precision: not a candidate
         return _Skip(str(why), backend_wide=False)
     except TrimnetError as why:  # this precision does not run on this backend here (missing tool, ...)
         return _Skip(str(why), backend_wide=True)
-    if q.kept != precision:  # the runtime ran fp32 anyway: nothing new to measure
+    if q.kept != key.precision:  # the runtime ran fp32 anyway: nothing new to measure
         return _Skip(q.reason or "the runtime ran fp32", backend_wide=True)
     with q.runner(cfg.threads) as runner:
-        timing = _latency(runner, example, backend, cfg)
-    c = Candidate(name=label, description=label, structure=structure, precision=precision, backend=backend,
-                  val_accuracy=q.accuracy_after, **_size(model, example), **timing,
-                  seconds=time.perf_counter() - t0)
-    cache.put(label, cfg, model, c)
+        timing = _latency(runner, example, key.backend, cfg)
+    c = Candidate.of(key, val_accuracy=q.accuracy_after, **_size(model, example), **timing,
+                     seconds=time.perf_counter() - t0)
+    cache.put(key, cfg, model, c)
     return c
 
 
-def _pruned(model: nn.Module, data: Dataset, criterion: str, ratio: float, cfg: OptimizeConfig,
-            cache: "_Cache", key: str, epochs: int, task: Any = None) -> tuple[nn.Module, dict]:
+def _pruned(model: nn.Module, data: Dataset, key: CandidateKey, epochs: int, cfg: OptimizeConfig,
+            cache: "_Cache", task: Any = None) -> tuple[nn.Module, dict]:
     """Prune + fine-tune, or load the cached result of an earlier run."""
     from trimnet.artifact import load_artifact, save_artifact
     from trimnet.optimize.finetune import FinetuneConfig
     from trimnet.optimize.prune import PruneConfig, prune
 
-    where = cache.dir / key if cache.dir else None
-    settings = {"criterion": criterion, "ratio": ratio, "epochs": epochs, "seed": cfg.seed,
+    where = cache.dir / key.structure if cache.dir else None
+    settings = {"criterion": key.criterion, "ratio": key.ratio, "epochs": epochs, "seed": cfg.seed,
                 "model": _fingerprint(model), "task": cache.tag}
     if where is not None and (where / "model.json").exists():
         art = load_artifact(where)
         if art.meta.get("search_settings") == settings:
             return art.model, art.meta.get("prune_record", {})
-    pcfg = PruneConfig(criterion=criterion, ratio=ratio,
+    pcfg = PruneConfig(criterion=key.criterion, ratio=key.ratio,
                        finetune=FinetuneConfig(epochs=epochs, seed=cfg.seed))
     with _quiet("trimnet.train", "trimnet.prune"):
         result = prune(model, data, pcfg, task=task)
@@ -443,15 +400,15 @@ class _Cache:
         self.dir = directory
         self.tag = tag or {}  # the task and metric that measured: another metric measures again
 
-    def _file(self, label: str, cfg: OptimizeConfig, model: nn.Module) -> Path | None:
+    def _file(self, key: CandidateKey, cfg: OptimizeConfig, model: nn.Module) -> Path | None:
         if self.dir is None:
             return None
-        key = json.dumps({"label": label, "batch": cfg.batch, "bench_time_s": cfg.bench_time_s, "threads": cfg.threads,
+        text = json.dumps({"label": key.label, "batch": cfg.batch, "bench_time_s": cfg.bench_time_s, "threads": cfg.threads,
                           "model": _fingerprint(model), "task": self.tag}, sort_keys=True)
-        return self.dir / "measured" / (hashlib.sha256(key.encode()).hexdigest()[:20] + ".json")
+        return self.dir / "measured" / (hashlib.sha256(text.encode()).hexdigest()[:20] + ".json")
 
-    def get(self, label: str, cfg: OptimizeConfig, model: nn.Module) -> Candidate | None:
-        file = self._file(label, cfg, model)
+    def get(self, key: CandidateKey, cfg: OptimizeConfig, model: nn.Module) -> Candidate | None:
+        file = self._file(key, cfg, model)
         if file is None or not file.exists():
             return None
         try:
@@ -460,11 +417,12 @@ class _Cache:
             return None  # a damaged cache entry is measured again
         c.winner = c.pareto = c.accepted = False  # decided again in this run
         c.verdict = ""
+        c.description = key.description  # entries written before descriptions were stored hold the label
         return c
 
-    def put(self, label: str, cfg: OptimizeConfig, model: nn.Module, c: Candidate) -> None:
+    def put(self, key: CandidateKey, cfg: OptimizeConfig, model: nn.Module, c: Candidate) -> None:
         from trimnet.artifact import write_json
 
-        file = self._file(label, cfg, model)
+        file = self._file(key, cfg, model)
         if file is not None:
             write_json(file, c.to_dict())
