@@ -285,14 +285,12 @@ def _measure_fp32(model: nn.Module, key: CandidateKey, cfg: OptimizeConfig,
 
 def _quantize(model: nn.Module, data: Dataset, precision: str, backend: str, cfg: OptimizeConfig, split: str,
               task: Any = None):
-    """``quantize`` measuring accuracy on ``split`` (it reports on its dataset's test split)."""
+    """``quantize`` as the search runs it, measuring accuracy on ``split``."""
     from trimnet.optimize.quantize import QuantizeConfig, quantize
 
-    if split == "val":
-        data = dataclasses.replace(data, x_test=data.x_val, y_test=data.y_val)
     qcfg = QuantizeConfig(precision=precision, backend=backend, fuse=False, keep_slower=True,
                           batch_sizes=(cfg.batch,), bench_time_s=cfg.bench_time_s, seed=cfg.seed, threads=cfg.threads)
-    return quantize(model, data, qcfg, task=task)
+    return quantize(model, data, qcfg, task=task, split=split)
 
 
 def _measure_lowp(model: nn.Module, data: Dataset, key: CandidateKey, cfg: OptimizeConfig, cache: "_Cache",
