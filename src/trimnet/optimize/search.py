@@ -36,8 +36,9 @@ from torch import nn
 from trimnet.data.dataset import Dataset
 from trimnet.errors import ConfigError
 from trimnet.optimize.candidates import Candidate, CandidateKey
-from trimnet.optimize.final import final_round, mark
+from trimnet.optimize.final import final_round
 from trimnet.optimize.result import OptimizeResult
+from trimnet.optimize.select import mark
 
 log = logging.getLogger("trimnet.optimize")
 OPTIMIZE_CONFIG_VERSION = 1
