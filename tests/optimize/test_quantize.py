@@ -193,3 +193,15 @@ def test_config_is_validated():
     assert QuantizeConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(tn.DataError, match="needs data"):
         quantize(torch.nn.Linear(4, 2), None, cfg)
+
+
+def test_accuracy_is_measured_on_the_split_asked_for(run_dir):
+    from trimnet.train.evaluate import dataset_of
+
+    art = tn.load_artifact(run_dir)
+    x_val, y_val = dataset_of(art).split("val")
+    with torch.inference_mode():
+        expected = (art.model(x_val.float()).argmax(1) == y_val).float().mean().item()
+    result = quantize(run_dir, config=QuantizeConfig("bf16", backend="torch", keep_slower=True, **FAST), split="val")
+    assert result.accuracy_before == pytest.approx(expected)
+    assert result.to_dict()["accuracy"]["split"] == "val" and "validation accuracy" in result.summary()

@@ -3,9 +3,9 @@ import torch
 
 import trimnet as tn
 from trimnet.errors import ConfigError
-from trimnet.optimize.final import mark as _mark
 from trimnet.optimize.search import Candidate, OptimizeConfig, optimize
-from trimnet.report.plots import pareto_front
+from trimnet.optimize.select import mark as _mark
+from trimnet.optimize.select import pareto_front
 
 
 def cand(name, acc, ms, original=False, accepted=True):

@@ -1,5 +1,6 @@
-"""The end of the search: finalists timed side by side, the winner marked, and the "never slower
-than the input" check that any later measurement can repeat (``confirm``).
+"""The end of the search: finalists timed side by side (the winner is then chosen in
+``select.py``), and the "never slower than the input" check that any later measurement can
+repeat (``confirm``).
 
 Each candidate of the sweep is timed alone, one after another, so load that comes and goes
 on a shared machine can swap two close candidates, or make a candidate look faster than the
@@ -18,8 +19,8 @@ from trimnet.bench.interference import Watch
 from trimnet.bench.rounds import rounds
 
 if TYPE_CHECKING:
+    from trimnet.optimize.candidates import Candidate
     from trimnet.optimize.result import OptimizeResult
-    from trimnet.optimize.search import Candidate
 
 FINALISTS = 6  # at most this many accepted candidates are timed again, side by side with the original
 FINALIST_SPREAD = 3.0  # ... those within this factor of the fastest sweep latency
@@ -54,33 +55,6 @@ def final_round(candidates: list["Candidate"], original: "Candidate", open_runne
         c.flagged = c.flagged or busy
     say("finalists timed side by side: " + "; ".join(f"{c.description} {c.latency_ms:.3f} ms" for c in finalists)
         + (f" (busy: {watch.others:.1f} cores used by other work)" if busy and watch.others is not None else ""))
-
-
-def mark(candidates: list["Candidate"], original: "Candidate", floor: float) -> None:
-    """Verdicts, the Pareto front (latency vs accuracy) and the winner."""
-    from trimnet.report.plots import pareto_front
-
-    timed = [c for c in candidates if c.latency_ms is not None and c.val_accuracy is not None]
-    for i in pareto_front([(c.latency_ms, c.val_accuracy) for c in timed]):
-        timed[i].pareto = True
-    ok = [c for c in timed if c.accepted and not c.original]
-    best = min(ok, key=lambda c: c.latency_ms, default=None)
-    if best is None or best.latency_ms >= original.latency_ms:
-        best = original  # never hand back something slower than what came in
-    best.winner = True
-    for c in candidates:
-        if c.verdict:
-            continue
-        if c.winner:
-            c.verdict = "winner" if not c.original else "kept: nothing faster stayed within the budget"
-        elif c.original:
-            c.verdict = "baseline"
-        elif c.val_accuracy is not None and c.val_accuracy < floor:
-            c.verdict = "over the accuracy budget"
-        elif c.latency_ms is not None and best.latency_ms is not None:
-            # like with like: a finalist against the final round, the others against the sweep
-            ref = best.latency_ms if c.sweep_latency_ms is not None else (best.sweep_latency_ms or best.latency_ms)
-            c.verdict = f"{c.latency_ms / ref:.2f}x the winner's latency"
 
 
 def confirm(result: "OptimizeResult", seconds: float = 2.0, threads: int | None = None) -> dict:

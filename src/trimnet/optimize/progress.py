@@ -3,6 +3,7 @@
 ``reporter(progress)`` returns a callable taking one message. ``progress`` may be a callable
 (the messages go to it, as ``trimnet run`` prints them), ``True`` / ``False`` (the status
 line on or off), or ``None``: on when stderr is a terminal and ``CI`` is not set.
+``quiet(...)`` hushes the passes' own INFO lines while the search runs them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import logging
 import os
 import sys
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 log = logging.getLogger("trimnet.optimize")
 
@@ -51,3 +53,18 @@ def reporter(progress: "Callable[[str], None] | bool | None") -> Reporter:
     if callable(progress):
         return Reporter(progress, bar=False)
     return Reporter(None, bar=wants_bar() if progress is None else bool(progress))
+
+
+@contextmanager
+def quiet(*names: str) -> Iterator[None]:
+    """Inside the search, the passes' per-epoch and per-step INFO lines are noise; -v keeps them."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        if lg.getEffectiveLevel() == logging.INFO:
+            lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)

@@ -20,7 +20,7 @@ from trimnet.errors import ConfigError
 
 if TYPE_CHECKING:
     from trimnet.artifact import Artifact
-    from trimnet.optimize.search import Candidate
+    from trimnet.optimize.candidates import Candidate
 
 
 @dataclass(repr=False)

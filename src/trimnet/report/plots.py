@@ -25,21 +25,11 @@ def _encode(plt, fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats on both cost (x, lower is better) and
-    accuracy (y, higher is better), sorted by cost."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front, best = [], float("-inf")
-    for i in order:
-        if points[i][1] > best:
-            front.append(i)
-            best = points[i][1]
-    return front
-
-
 def accuracy_vs(candidates: list[dict], x_key: str, x_label: str, log_x: bool = False,
                 metric: str = "accuracy") -> str | None:
     """Validation metric against ``x_key``: accuracy in %, any other metric as it is (higher is better)."""
+    from trimnet.optimize.select import pareto_front  # here: importing trimnet.optimize imports torch
+
     rows = [c for c in candidates if c.get(x_key) is not None and c.get("val_accuracy") is not None]
     if not rows:
         return None

@@ -21,7 +21,7 @@ from trimnet.runtime.errors import BackendUnavailableError
 
 
 def quantize(model: Any, data: Dataset | None = None, config: QuantizeConfig | None = None, *,
-             out: str | Path | None = None, task: Any = None) -> QuantizeResult:
+             out: str | Path | None = None, task: Any = None, split: str = "test") -> QuantizeResult:
     """Lower ``model`` to ``config.precision`` on ``config.backend`` and measure it against fp32.
 
     ``model``: an ``nn.Module``, an ``Artifact`` or a run directory (whose dataset is reloaded
@@ -34,6 +34,7 @@ def quantize(model: Any, data: Dataset | None = None, config: QuantizeConfig | N
     precision's tolerance; nothing is written then. With ``out`` the kept model is saved
     there as a run directory (see ``saving.py``); otherwise call ``result.save(out)``.
     "Accuracy" is the task's metric (``task``, default the data's or the artifact's task).
+    ``split``: the split accuracy and parity are measured on (``optimize`` chooses on "val").
     """
     from trimnet.runtime import get_backend
 
@@ -51,9 +52,9 @@ def quantize(model: Any, data: Dataset | None = None, config: QuantizeConfig | N
 
     task = task_for(data, task if task is not None else source["meta"].get("task"))
     start = time.perf_counter()
-    x_test, y_test = data.split("test")
+    x_test, y_test = data.split(split)
     if len(y_test) == 0:
-        raise DataError(f"the test split of {data.name} is empty; quantize needs it to measure accuracy")
+        raise DataError(f"the {split} split of {data.name} is empty; quantize needs it to measure accuracy")
     fused, fuse_summary = _fp32(module, cfg, x_test)
     workdir = new_workdir()
     ctx = BuildContext(model=fused, config=cfg, calibration=_calibration(data, cfg), workdir=Path(workdir.name),
@@ -73,7 +74,7 @@ def quantize(model: Any, data: Dataset | None = None, config: QuantizeConfig | N
         accuracy_after=acc_after, latency=timings, parity=report, layers=candidate.layers,
         details={**candidate.details, "method": method.summary, "seconds": round(time.perf_counter() - start, 2)},
         config=cfg, note=candidate.note, fuse=fuse_summary, candidate=candidate, fp32_model=fused, workdir=workdir,
-        source=source)
+        source=source, split=split)
     result.kept, result.reason = _decide(result, candidate.runs_lower, cfg)
     if result.kept == cfg.precision:
         _guard(result, passed, parity_summary, cfg)
@@ -99,7 +100,7 @@ def _guard(result: QuantizeResult, parity_passed: bool, parity_summary: str, cfg
     drop = result.accuracy_drop
     if cfg.max_accuracy_drop is not None and drop > cfg.max_accuracy_drop + 1e-12:
         raise AccuracyDropError(
-            f"{result.precision} on {result.backend} loses {drop * 100:.2f} points of test accuracy "
+            f"{result.precision} on {result.backend} loses {drop * 100:.2f} points of {result.split_name} accuracy "
             f"({result.accuracy_before:.4f} -> {result.accuracy_after:.4f}), more than the allowed "
             f"{cfg.max_accuracy_drop * 100:.2f}; measured speedup {result.speedup:.2f}x; nothing was written "
             "(raise --max-accuracy-drop, add --calibration samples, or try another precision)", result)

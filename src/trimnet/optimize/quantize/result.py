@@ -40,8 +40,8 @@ class QuantizeResult:
     backend: str
     kept: str  # what the result holds: ``precision``, or "fp32" when that was faster or the runtime ran fp32
     reason: str  # why ``kept``
-    accuracy_before: float  # fp32 model, PyTorch eager, test split
-    accuracy_after: float  # the lower-precision model on ``backend``, test split
+    accuracy_before: float  # fp32 model, PyTorch eager, on ``split``
+    accuracy_after: float  # the lower-precision model on ``backend``, on ``split``
     latency: list[Latency]
     parity: dict  # the lower-precision outputs against fp32 PyTorch: max |diff|, SQNR, criterion, passed
     layers: list[dict]  # per layer: name, op, precision it runs in, how it was quantized
@@ -54,6 +54,11 @@ class QuantizeResult:
     candidate: Candidate | None = field(default=None, repr=False)
     fp32_model: nn.Module | None = field(default=None, repr=False)  # the fp32 model (fused) it was made from
     workdir: Any = field(default=None, repr=False)  # TemporaryDirectory holding the files until saved
+    split: str = "test"  # the split accuracy was measured on
+
+    @property
+    def split_name(self) -> str:
+        return {"val": "validation", "train": "training"}.get(self.split, self.split)
 
     @property
     def accuracy_drop(self) -> float:
@@ -95,7 +100,7 @@ class QuantizeResult:
     def summary(self) -> str:
         speed = ", ".join(f"batch {m.batch}: {m.fp32_ms:.3g} -> {m.lowp_ms:.3g} ms" for m in self.latency)
         speed = f"{self.speedup:.2f}x ({speed})" if self.latency else "not timed (the runtime ran fp32)"
-        return (f"{self.precision} on {self.backend}: test accuracy {self.accuracy_before:.4f} -> "
+        return (f"{self.precision} on {self.backend}: {self.split_name} accuracy {self.accuracy_before:.4f} -> "
                 f"{self.accuracy_after:.4f} ({-self.accuracy_drop * 100:+.2f} points), {speed}; "
                 f"kept {self.kept}: {self.reason}")
 
@@ -115,7 +120,7 @@ class QuantizeResult:
     def to_dict(self) -> dict:
         return {"precision": self.precision, "backend": self.backend, "kept": self.kept, "reason": self.reason,
                 "summary": self.summary(), "accuracy": {"before": self.accuracy_before, "after": self.accuracy_after,
-                                                        "drop": self.accuracy_drop, "split": "test"},
+                                                        "drop": self.accuracy_drop, "split": self.split},
                 "speedup": self.speedup if self.latency else None, "latency": [m.to_dict() for m in self.latency], "parity": self.parity,
                 "note": self.note, "fuse": self.fuse, "details": self.details, "layers": self.layers,
                 "config": self.config.to_dict(), "path": str(self.path) if self.path else None,
