@@ -40,6 +40,7 @@ class DataConfig:
     tokenizer: str = "bpe"  # text: bpe | wordpiece | a tokenizer.json to reuse instead of training one
     stream: bool = False  # folder:/text: read samples from disk per batch instead of loading them all
     task: str = "classification"  # classification | regression (the label column holds real numbers)
+    workers: int = 2  # data.stream: DataLoader worker processes decoding batches (0: in the training process)
 
     def validate(self) -> None:
         if self.seq_len < 1:
@@ -56,6 +57,8 @@ class DataConfig:
             raise ConfigError(f"data.image_size must be between 1 and {MAX_IMAGE_SIZE} pixels; got {self.image_size}")
         if not 0 <= self.seed < 2**32:
             raise ConfigError(f"data.seed must be in [0, 2^32); got {self.seed}")
+        if not 0 <= self.workers <= 64:
+            raise ConfigError(f"data.workers must be between 0 and 64, not {self.workers}")
         if self.task not in ("classification", "regression"):
             raise ConfigError(f"data.task must be classification or regression, not {self.task!r}")
         if not self.source:

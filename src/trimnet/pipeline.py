@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 
@@ -57,6 +57,23 @@ class PipelineConfig:
 
     def run_config(self) -> RunConfig:
         return RunConfig(version=self.version, data=self.data, model=self.model, train=self.train, out=self.out)
+
+
+# a streamed source is trained from disk; the later stages search on at most this many samples
+# per split, read into memory (drawn with the data seed)
+SEARCH_SAMPLES = {"train": 20_000, "val": 5_000, "test": 10_000}
+
+
+def _searchable(data: Any, say: Callable[[str], None]) -> Any:
+    """The Dataset the search runs on: ``data`` itself, or a bounded in-memory subset of a streamed source."""
+    from trimnet.data.stream import StreamingDataset, materialize
+
+    if not isinstance(data, StreamingDataset):
+        return data
+    sizes = {s: len(d) for s, d in data.splits.items()}
+    say("    streamed source: the search reads " + ", ".join(
+        f"{min(n, SEARCH_SAMPLES[s]):,} of {n:,} {s}" for s, n in sizes.items()) + " samples into memory")
+    return materialize(data, workers=data.workers, limits=SEARCH_SAMPLES, seed=int(data.info.get("seed", 0)))
 
 
 @dataclass
@@ -131,6 +148,7 @@ def run_pipeline(cfg: PipelineConfig, *, say: Callable[[str], None] | None = Non
             resume = (source / "checkpoints" / "last.pt").exists()
             tn.train(model, data, cfg.train, source, resume=resume, run_config=cfg.run_config())
             art = load_artifact(source, rebuild=True)
+        data = _searchable(data, say)
         model = art.model
     example = data.x_test[:1].float()
 

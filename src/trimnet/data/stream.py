@@ -91,17 +91,20 @@ class StreamingDataset:
     in_shape: tuple[int, ...]
     normalization: Normalization | None
     info: dict = field(default_factory=dict)
+    workers: int = 2  # DataLoader worker processes that decode batches (data.workers)
+    task: str = "classification"
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def loader(self, split: str = "train", batch_size: int = 64, *, shuffle: bool | None = None, workers: int = 2,
-               seed: int = 0) -> DataLoader:
+    def loader(self, split: str = "train", batch_size: int = 64, *, shuffle: bool | None = None,
+               workers: int | None = None, seed: int = 0) -> DataLoader:
         """A DataLoader of (x, y) batches; shuffled (seeded) for the train split unless told otherwise."""
         if split not in self.splits:
             raise DataError(f"unknown split {split!r}; choose train, val or test")
         shuffle = split == "train" if shuffle is None else shuffle
+        workers = self.workers if workers is None else workers
         return DataLoader(self.splits[split], batch_size=batch_size, shuffle=shuffle, num_workers=workers,
                           generator=torch.Generator().manual_seed(seed) if shuffle else None,
                           persistent_workers=workers > 0, pin_memory=False)
@@ -118,9 +121,15 @@ class StreamingDataset:
 def load_streaming(cfg: DataConfig) -> StreamingDataset:
     scheme, _, rest = cfg.source.partition(":")
     if scheme == "folder":
-        return _folder(rest, cfg)
-    if scheme == "text" and Path(rest).is_file():
-        return _text_file(rest, cfg)
+        data = _folder(rest, cfg)
+    elif scheme == "text" and Path(rest).is_file():
+        data = _text_file(rest, cfg)
+    else:
+        data = None
+    if data is not None:
+        data.workers = cfg.workers
+        data.info["stream"] = True  # recorded in the artifact: the run read its data from disk
+        return data
     raise DataError(f"data.stream reads folder:DIR and text:FILE sources; {cfg.source!r} is loaded into memory "
                     "(drop --data.stream)")
 
@@ -231,19 +240,33 @@ def _text_file(rest: str, cfg: DataConfig) -> StreamingDataset:
                                   "vocab": T.vocab_size(T.load_tokenizer(tokenizer_json))})
 
 
-def materialize(stream: StreamingDataset, batch_size: int = 256, workers: int = 0) -> Any:
-    """The in-memory ``Dataset`` of a streaming one (for data that fits after all)."""
+def materialize(stream: StreamingDataset, batch_size: int = 256, workers: int = 0,
+                limits: dict[str, int] | None = None, seed: int = 0) -> Any:
+    """The in-memory ``Dataset`` of a streaming one (for data that fits after all).
+
+    ``limits`` caps a split at that many samples, drawn with ``seed`` (the rest stay on disk):
+    ``trimnet run`` searches on such a subset of a streamed source."""
+    from torch.utils.data import Subset
+
     from trimnet.data.dataset import Dataset
 
-    tensors = {}
+    tensors, drawn = {}, {}
     for s in SPLITS:
+        split = stream.splits[s]
+        cap = (limits or {}).get(s)
+        if cap is not None and len(split) > cap:
+            keep = np.sort(np.random.default_rng(seed).permutation(len(split))[:cap])
+            split, drawn[s] = Subset(split, keep.tolist()), cap
         xs, ys = [], []
-        for x, y in stream.loader(s, batch_size, shuffle=False, workers=workers):
+        for x, y in DataLoader(split, batch_size=batch_size, shuffle=False, num_workers=workers):
             xs.append(x)
             ys.append(y)
         tensors[s] = (torch.cat(xs) if xs else torch.zeros((0, *stream.in_shape)),
                       torch.cat(ys) if ys else torch.zeros(0, dtype=torch.long))
+    info = dict(stream.info)
+    if drawn:
+        info["subset"] = {s: {"samples": n, "of": len(stream.splits[s])} for s, n in drawn.items()}
     return Dataset(name=stream.name, x_train=tensors["train"][0], y_train=tensors["train"][1],
                    x_val=tensors["val"][0], y_val=tensors["val"][1], x_test=tensors["test"][0],
                    y_test=tensors["test"][1], class_names=stream.class_names, kind=stream.kind,
-                   normalization=stream.normalization, info=dict(stream.info))
+                   normalization=stream.normalization, info=info)

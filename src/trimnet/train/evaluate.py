@@ -85,6 +85,23 @@ def score_and_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Any
         return task.metric(outputs, y), float(task.loss(outputs, y))
 
 
+def score_and_loss_batches(model: nn.Module, batches: Any, task: Any = None,
+                           device: torch.device | None = None) -> tuple[float, float]:
+    """``score_and_loss`` over an iterable of (x, y) batches (a streamed split): only the outputs are kept."""
+    from trimnet.tasks import get_task
+
+    task = get_task(task)
+    outputs, targets = [], []
+    for xb, yb in batches:
+        outputs.append(logits_of(model, xb, len(xb), device).cpu())
+        targets.append(yb)
+    if not outputs:
+        return float("nan"), float("nan")
+    outputs, targets = torch.cat(outputs), torch.cat(targets)
+    with torch.no_grad():
+        return task.metric(outputs, targets), float(task.loss(outputs, targets))
+
+
 def accuracy_and_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
                       device: torch.device | None = None) -> tuple[float, float]:
     """Classification's ``score_and_loss``."""
@@ -116,6 +133,38 @@ def _set_mode(model: nn.Module, training: bool) -> None:
         pass  # a torch.export program: traced in eval mode, and it refuses mode changes
 
 
+def _split_batches(data: Any, split: str, batch_size: int):
+    """(x, y) batches of a split: slices of its tensors, or a streamed split read from disk."""
+    from trimnet.data.stream import StreamingDataset
+
+    if isinstance(data, StreamingDataset):
+        if split not in data.splits:
+            raise DataError(f"unknown split {split!r}; choose train, val or test")
+        yield from data.loader(split, batch_size, shuffle=False)
+        return
+    x, y = data.split(split)
+    for i in range(0, len(y), batch_size):
+        yield x[i:i + batch_size], y[i:i + batch_size]
+
+
+def _outputs(model: Any, batches, backend: str, batch_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's outputs (eager, or through ``backend``) and the targets, batch by batch."""
+    outputs, targets, runner = [], [], None
+    for xb, yb in batches:
+        if backend == "torch":
+            outputs.append(logits_of(model, xb, batch_size, device).cpu())
+        else:
+            if runner is None:
+                from trimnet.runtime import load_runner
+
+                runner = load_runner(backend, model, xb[:1])
+            outputs.append(torch.from_numpy(np.asarray(runner.run(xb.numpy()))).float())
+        targets.append(yb)
+    if not targets:
+        return torch.zeros(0), torch.zeros(0)
+    return torch.cat(outputs), torch.cat(targets)
+
+
 def evaluate(model: Any, data: Any = None, split: str = "test", *, backend: str = "torch",
              batch_size: int = 1024, device: torch.device | None = None, task: Any = None,
              metric: Any = None) -> Evaluation:
@@ -141,17 +190,9 @@ def evaluate(model: Any, data: Any = None, split: str = "test", *, backend: str 
         data = dataset_of(artifact)
     task = task_for(data, task if task is not None else (artifact.task if artifact is not None else None),
                     metric=metric)
-    x, y = data.split(split)
+    outputs, y = _outputs(model, _split_batches(data, split, batch_size), backend, batch_size, device)
     if len(y) == 0:
         raise DataError(f"the {split} split of {data.name} is empty; evaluate another split")
-    if backend == "torch":
-        outputs = logits_of(model, x, batch_size, device)
-    else:
-        from trimnet.runtime import load_runner
-
-        runner = load_runner(backend, model, x[:1])
-        outputs = torch.cat([torch.from_numpy(np.asarray(runner.run(x[i:i + batch_size].numpy()))).float()
-                             for i in range(0, len(x), batch_size)])
     task.check_outputs(outputs, data)
     loss = float(task.loss(outputs, y))
     ev = Evaluation(accuracy=None, loss=loss, per_class={}, confusion=[], samples=len(y), split=split,

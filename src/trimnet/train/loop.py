@@ -116,8 +116,7 @@ class _Run:
     optimizer: torch.optim.Optimizer
     ctx: distributed.DistContext
     device: torch.device
-    x_train: torch.Tensor
-    y_train: torch.Tensor
+    source: "_Source"  # the training split: tensors in memory, or a dataset read from disk per batch
     steps_per_epoch: int
     out: Path | None  # where this rank writes (None on ranks other than 0)
     out_main: Path | None  # the run directory, as every rank reads it
@@ -134,9 +133,9 @@ class _Run:
 
 
 def _prepare(model, data, cfg, out, task, teacher_loss, ctx, device, callbacks) -> _Run:
-    _check_fit(model, data, task)
-    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
-    n = len(y_train)
+    source = _source(data, device, cfg)
+    _check_fit(model, source, data, task)
+    n = source.n
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
     last = n - (steps_per_epoch - 1) * cfg.batch_size
     if steps_per_epoch > 1 and last < max(8, 2 * ctx.world_size):
@@ -154,7 +153,7 @@ def _prepare(model, data, cfg, out, task, teacher_loss, ctx, device, callbacks) 
                 else contextlib.nullcontext)
     return _Run(model=model, net=net, data=data, cfg=cfg, task=task,
                 loss_fn=teacher_loss or (lambda outputs, y, x: criterion(outputs, y)),
-                optimizer=make_optimizer(model, cfg), ctx=ctx, device=device, x_train=x_train, y_train=y_train,
+                optimizer=make_optimizer(model, cfg), ctx=ctx, device=device, source=source,
                 steps_per_epoch=steps_per_epoch, out=out if ctx.is_main else None, out_main=out,
                 callbacks=callbacks, autocast=autocast)
 
@@ -191,22 +190,21 @@ def _checkpoint(run: _Run) -> None:
 
 def _run_epoch(run: _Run, show: bool) -> dict:
     """One epoch from where the state says (mid-epoch after a resume), then validation and a checkpoint."""
-    cfg, state, n = run.cfg, run.state, len(run.y_train)
+    cfg, state, n = run.cfg, run.state, run.source.n
     epoch = state.epoch
     total_steps = run.steps_per_epoch * cfg.epochs
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)).to(run.device)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
     run.model.train()
     # per-step results stay on the device and are folded in once per epoch (or checkpoint):
     # one small kernel per step instead of several
     steps = _Steps()
     t0 = time.perf_counter()
     with epoch_bar(run.steps_per_epoch - state.step, f"epoch {epoch + 1}/{cfg.epochs}", show) as advance:
-        for step in range(state.step, run.steps_per_epoch):
-            batch = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            idx = run.ctx.shard(batch)
-            loss, outputs = _step(run, idx, len(batch), lr_at(epoch * run.steps_per_epoch + step, total_steps,
-                                                              run.steps_per_epoch, cfg), epoch, step)
-            steps.add(loss, run.task.predict(outputs) if run.task.per_sample else None, idx)
+        batches = run.source.batches(order, range(state.step, run.steps_per_epoch), cfg.batch_size, run.ctx.shard)
+        for step, global_batch, xb, yb in batches:
+            loss, outputs = _step(run, xb, yb, global_batch, lr_at(epoch * run.steps_per_epoch + step, total_steps,
+                                                                   run.steps_per_epoch, cfg), epoch, step)
+            steps.add(loss, run.task.predict(outputs) if run.task.per_sample else None, yb)
             state.step = step + 1
             advance(1)
             for cb in run.callbacks:
@@ -233,9 +231,8 @@ def _run_epoch(run: _Run, show: bool) -> dict:
     return row
 
 
-def _step(run: _Run, idx: torch.Tensor, global_batch: int, lr: float, epoch: int, step: int):
-    """Forward, loss, backward and update on the samples ``idx`` of this rank; the loss and outputs."""
-    xb, yb = run.x_train[idx], run.y_train[idx]
+def _step(run: _Run, xb: torch.Tensor, yb: torch.Tensor, global_batch: int, lr: float, epoch: int, step: int):
+    """Forward, loss, backward and update on this rank's share of one batch; the loss and outputs."""
     set_lr(run.optimizer, lr)
     with run.autocast():
         outputs = run.net(xb)
@@ -258,27 +255,27 @@ def _step(run: _Run, idx: torch.Tensor, global_batch: int, lr: float, epoch: int
 
 @dataclass
 class _Steps:
-    """The steps since the last fold: their losses, kept predictions and sample indices."""
+    """The steps since the last fold: their losses, kept predictions and targets."""
 
     losses: list = field(default_factory=list)
     predictions: list = field(default_factory=list)
-    indices: list = field(default_factory=list)
+    targets: list = field(default_factory=list)
 
-    def add(self, loss: torch.Tensor, predictions: torch.Tensor, idx: torch.Tensor) -> None:
+    def add(self, loss: torch.Tensor, predictions: torch.Tensor, targets: torch.Tensor) -> None:
         self.losses.append(loss)
         self.predictions.append(predictions)
-        self.indices.append(idx)
+        self.targets.append(targets)
 
 
 def _accumulate(run: _Run, steps: _Steps) -> None:
     """Fold the steps since the last call into the running loss and metric (summed over ranks)."""
     loss_sum = score_sum = seen = 0.0
     if steps.losses:
-        sizes = torch.tensor([len(i) for i in steps.indices], dtype=torch.float32, device=run.device)
+        sizes = torch.tensor([len(t) for t in steps.targets], dtype=torch.float32, device=run.device)
         loss_sum = float((torch.stack(steps.losses).float() * sizes).sum())
         seen = float(sizes.sum())
         if run.task.per_sample:
-            targets = run.y_train[torch.cat(steps.indices)]
+            targets = torch.cat(steps.targets)
             score_sum = run.task.score(torch.cat(steps.predictions), targets) * seen
     loss_sum, score_sum, seen = run.ctx.sum([loss_sum, score_sum, seen], run.device)
     run.state.loss_sum += loss_sum
@@ -289,15 +286,13 @@ def _accumulate(run: _Run, steps: _Steps) -> None:
 
 def _end_epoch(run: _Run, seconds: float) -> dict:
     """The epoch's row; validation picks the best epoch (higher metric) and drives early stopping."""
-    from trimnet.train.evaluate import score_and_loss
-
     state, cfg, m, data = run.state, run.cfg, run.task.metric_name, run.data
     seen = max(state.seen, 1)
     row = {"epoch": state.epoch + 1, "train_loss": state.loss_sum / seen,
            f"train_{m}": state.score_sum / seen if run.task.per_sample else None,
            "val_loss": None, f"val_{m}": None, "lr": run.optimizer.param_groups[0]["lr"], "time_s": seconds}
-    if run.validate and len(data.y_val):
-        score, loss = score_and_loss(run.model, data.x_val, data.y_val, run.task, cfg.eval_batch_size, run.device)
+    if run.validate and _split_size(data, "val"):
+        score, loss = _score(run, "val")
         row["val_loss"], row[f"val_{m}"] = loss, score
         if state.best_val is None or score > state.best_val:
             state.best_val, state.best_epoch, state.since_best = score, state.epoch, 0
@@ -313,13 +308,10 @@ def _end_epoch(run: _Run, seconds: float) -> dict:
 
 def _finish(run: _Run, run_config: RunConfig | None, elapsed: float) -> TrainResult:
     """Keep the best epoch's weights, score the test split, and write the artifact."""
-    from trimnet.train.evaluate import score_and_loss
-
     state, data, model, m = run.state, run.data, run.model, run.task.metric_name
     if run.best_state is not None:
         model.load_state_dict(run.best_state)
-    test_score, test_loss = score_and_loss(model, data.x_test, data.y_test, run.task, run.cfg.eval_batch_size,
-                                           run.device)
+    test_score, test_loss = _score(run, "test")
     metrics = {
         f"test_{m}": test_score,
         "test_loss": test_loss,
@@ -345,20 +337,97 @@ def _finish(run: _Run, run_config: RunConfig | None, elapsed: float) -> TrainRes
     return TrainResult(model=model, metrics=metrics, history=list(state.history), out=run.out_main)
 
 
-def _check_fit(model: nn.Module, data: Dataset, task: Task) -> None:
+def _check_fit(model: nn.Module, source: "_Source", data: Any, task: Task) -> None:
     from trimnet.errors import ModelError
 
     with torch.no_grad():
         was = model.training
         model.eval()
         try:
-            out = model(data.x_train[:2].to(next(model.parameters()).device))
+            out = model(source.example(2).to(next(model.parameters()).device))
         except RuntimeError as exc:
-            raise ModelError(f"the model does not accept inputs of shape {tuple(data.x_train.shape[1:])} "
+            raise ModelError(f"the model does not accept inputs of shape {tuple(data.in_shape)} "
                              f"from {data.name}: {str(exc).splitlines()[0]}") from None
         finally:
             model.train(was)
     task.check_outputs(out, data)
+
+
+class _Source:
+    """The training split as the loop reads it: ``n`` samples, batches by index, two examples."""
+
+    n: int
+
+    def example(self, k: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def batches(self, order: torch.Tensor, steps: range, batch_size: int, shard: Callable):
+        """(step, global batch size, inputs, targets) for each step, this rank's share, on the device."""
+        raise NotImplementedError
+
+
+class _InMemory(_Source):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, device: torch.device):
+        self.x, self.y, self.device, self.n = x.to(device), y.to(device), device, len(y)
+
+    def example(self, k: int) -> torch.Tensor:
+        return self.x[:k]
+
+    def batches(self, order, steps, batch_size, shard):
+        order = order.to(self.device)
+        for step in steps:
+            batch = order[step * batch_size:(step + 1) * batch_size]
+            idx = shard(batch)
+            yield step, len(batch), self.x[idx], self.y[idx]
+
+
+class _Streamed(_Source):
+    """A dataset on disk (``data.stream``): DataLoader workers decode each batch of the epoch's order.
+
+    The order and the batches are the in-memory loop's, so a streamed run takes the same steps and
+    resumes mid-epoch the same way; memory grows with the batch, not with the dataset."""
+
+    def __init__(self, dataset: Any, device: torch.device, workers: int):
+        self.dataset, self.device, self.workers, self.n = dataset, device, workers, len(dataset)
+
+    def example(self, k: int) -> torch.Tensor:
+        return torch.stack([self.dataset[i][0] for i in range(min(k, self.n))])
+
+    def batches(self, order, steps, batch_size, shard):
+        from torch.utils.data import DataLoader
+
+        plan = [(step, order[step * batch_size:(step + 1) * batch_size]) for step in steps]
+        shares = [shard(batch).tolist() for _, batch in plan]
+        loader = DataLoader(self.dataset, batch_sampler=shares, num_workers=self.workers,
+                            pin_memory=self.device.type == "cuda")
+        for (step, batch), (xb, yb) in zip(plan, loader):
+            yield step, len(batch), xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+
+
+def _source(data: Any, device: torch.device, cfg: TrainConfig) -> _Source:
+    from trimnet.data.stream import StreamingDataset
+
+    if isinstance(data, StreamingDataset):
+        return _Streamed(data.splits["train"], device, data.workers)
+    return _InMemory(data.x_train, data.y_train, device)
+
+
+def _split_size(data: Any, split: str) -> int:
+    from trimnet.data.stream import StreamingDataset
+
+    return len(data.splits[split]) if isinstance(data, StreamingDataset) else len(data.split(split)[1])
+
+
+def _score(run: _Run, split: str) -> tuple[float, float]:
+    """The task's metric and loss on a split: its tensors, or a streamed split read batch by batch."""
+    from trimnet.data.stream import StreamingDataset
+    from trimnet.train.evaluate import score_and_loss, score_and_loss_batches
+
+    if isinstance(run.data, StreamingDataset):
+        loader = run.data.loader(split, run.cfg.eval_batch_size, shuffle=False, workers=run.data.workers)
+        return score_and_loss_batches(run.model, loader, run.task, run.device)
+    x, y = run.data.split(split)
+    return score_and_loss(run.model, x, y, run.task, run.cfg.eval_batch_size, run.device)
 
 
 def _data_meta(data: Dataset, run_config: RunConfig | None) -> dict:
