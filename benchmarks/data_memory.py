@@ -8,9 +8,11 @@ seed) is read two ways, each in its own fresh process so peak RSS (``ru_maxrss``
 - ``streamed``: ``load_dataset("folder:DIR", stream=True)``: the file list only; a
   ``torch.utils.data.DataLoader`` with worker processes decodes each batch.
 
-Each process then trains a small CNN for ``--steps`` batches of 128 (default 40) over its
-shuffled training split, so the figure includes training, not just loading. Reported: peak RSS of the main process and, for the
-streamed run, of its workers (each worker's own peak), load and epoch seconds, samples/s.
+Each process then runs ``tn.train`` on it (the digits-style CNN, ``--epochs`` epochs of batches
+of 128, validation and the test score included), so the figure is training's, not just
+loading's: the streamed run trains, validates and scores from disk batch by batch. Reported:
+peak RSS of the main process and, for the streamed run, of its workers (each worker's own
+peak), load and training seconds, samples/s, test accuracy.
 The in-memory peak grows with the number of images; the streamed one with the batch.
 
     python benchmarks/data_memory.py                     # 20,000 images, ~2 minutes on 2 idle cores
@@ -49,47 +51,30 @@ def make_folder(root: Path, images: int, side: int, seed: int = 0) -> Path:
     return root
 
 
-def child(mode: str, folder: str, workers: int, batch: int, steps: int) -> dict:
-    """One measured run (in its own process)."""
+def child(mode: str, folder: str, workers: int, batch: int, epochs: int) -> dict:
+    """One measured run (in its own process): ``tn.train`` itself, as ``trimnet train`` runs it."""
     import torch
-    from torch import nn
 
     import trimnet as tn
 
     torch.manual_seed(0)
     t0 = time.perf_counter()
     if mode == "streamed":
-        data = tn.load_dataset(f"folder:{folder}", stream=True)
-        batches = data.loader("train", batch, workers=workers)
+        data = tn.load_dataset(f"folder:{folder}", stream=True, workers=workers)
+        train_n = len(data.splits["train"])
     else:
         data = tn.load_dataset(f"folder:{folder}")
-        x, y = data.x_train, data.y_train
-        order = torch.randperm(len(y))
-        batches = ((x[order[i:i + batch]], y[order[i:i + batch]]) for i in range(0, len(y), batch))
+        train_n = len(data.y_train)
     load_s = time.perf_counter() - t0
     model = tn.create_model("cnn", data.in_shape, data.num_classes)
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    loss_fn = nn.CrossEntropyLoss()
-    seen = 0
-    t0 = time.perf_counter()
-    for step, (xb, yb) in enumerate(batches):
-        if step == steps:
-            break
-        opt.zero_grad()
-        loss = loss_fn(model(xb), yb)
-        loss.backward()
-        opt.step()
-        seen += len(yb)
-    epoch_s = time.perf_counter() - t0
+    result = tn.train(model, data, tn.TrainConfig(epochs=epochs, batch_size=batch, progress=False))
+    m = result.metrics
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    del batches  # persistent workers exit here; their peak is then in RUSAGE_CHILDREN
-    import gc
-
-    gc.collect()
     workers_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    return {"mode": mode, "samples": seen, "load_s": load_s, "train_s": epoch_s,
-            "samples_per_s": seen / epoch_s if epoch_s else None, "peak_rss_bytes": own,
-            "worker_peak_rss_bytes": workers_peak if mode == "streamed" else None, "final_loss": float(loss)}
+    return {"mode": mode, "train_samples": train_n, "load_s": load_s, "train_s": m["train_time_s"],
+            "samples_per_s": m["train_samples_per_s"], "peak_rss_bytes": own,
+            "worker_peak_rss_bytes": workers_peak if mode == "streamed" else None,
+            "test_accuracy": m["test_accuracy"], "final_train_loss": result.history[-1]["train_loss"]}
 
 
 def main() -> int:
@@ -98,13 +83,13 @@ def main() -> int:
     p.add_argument("--side", type=int, default=32)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--child", nargs=2, metavar=("MODE", "FOLDER"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(child(args.child[0], args.child[1], args.workers, args.batch, args.steps)))
+        print(json.dumps(child(args.child[0], args.child[1], args.workers, args.batch, args.epochs)))
         return 0
 
     from trimnet.bench.env import describe_environment, load_average
@@ -119,11 +104,12 @@ def main() -> int:
         runs = []
         for mode in ("in-memory", "streamed"):
             out = subprocess.run([sys.executable, __file__, "--child", mode, str(folder), "--workers",
-                                  str(args.workers), "--batch", str(args.batch), "--steps", str(args.steps)],
+                                  str(args.workers), "--batch", str(args.batch), "--epochs", str(args.epochs)],
                                  capture_output=True, text=True, check=True)
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(f"{mode:>9}: peak RSS {runs[-1]['peak_rss_bytes'] / 2**20:,.0f} MiB, load {runs[-1]['load_s']:.1f} s, "
-                  f"{args.steps} steps {runs[-1]['train_s']:.1f} s", flush=True)
+                  f"{args.epochs} epoch(s) {runs[-1]['train_s']:.1f} s, test accuracy {runs[-1]['test_accuracy']:.4f}",
+                  flush=True)
     mem, stream = runs
     result = {
         "kind": "trimnet.benchmark.data_memory",
@@ -133,7 +119,7 @@ def main() -> int:
         "load_average_before": load_before, "load_average_after": load_average(),
         "folder": {"images": images, "side": args.side, "channels": 3, "png_bytes": disk,
                    "decoded_float32_bytes": images * 3 * args.side * args.side * 4, "generate_s": make_s},
-        "workers": args.workers, "batch": args.batch, "steps": args.steps,
+        "workers": args.workers, "batch": args.batch, "epochs": args.epochs,
         "runs": runs,
         "peak_rss_ratio_in_memory_over_streamed": mem["peak_rss_bytes"] / stream["peak_rss_bytes"],
     }
