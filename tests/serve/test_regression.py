@@ -131,3 +131,26 @@ def test_a_served_model_of_an_unknown_task_is_refused():
         create_app([bad])
     with pytest.raises(ConfigError, match="at least one value per sample"):
         create_app([ServedModel(name="r", infer=lambda x: x, in_shape=(2,), class_names=[], task="regression")])
+
+
+def test_predict_through_the_server_equals_local_predict(live_regression_server, regression_run_dir, expected,
+                                                         tmp_path, capsys):
+    """`trimnet predict --url` on a regression model: the same values as without --url, and a table of them."""
+    import json
+
+    from trimnet.cli.main import main
+
+    np.savez(tmp_path / "x.npz", x=expected[0])
+
+    def cli(*argv):
+        code = main([str(a) for a in argv])
+        return code, capsys.readouterr().out
+
+    code, local = cli("predict", regression_run_dir, "--input", tmp_path / "x.npz", "--json")
+    assert code == 0
+    code, remote = cli("predict", regression_run_dir, "--input", tmp_path / "x.npz", "--json",
+                       "--url", live_regression_server.url)
+    assert code == 0 and json.loads(remote) == json.loads(local)
+    assert json.loads(local)["predictions"][0]["value"] == expected[1][0].tolist()
+    code, table = cli("predict", regression_run_dir, "--input", tmp_path / "x.npz")
+    assert code == 0 and table.split()[:2] == ["input", "value"] and len(table.splitlines()) == 2 + 7
