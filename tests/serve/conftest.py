@@ -33,6 +33,23 @@ def run_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def regression_run_dir(tmp_path_factory):
+    """Run directory ``house-mlp``: a seeded (untrained) regression MLP, 8 features in, 2 predicted values out,
+    with a per-feature normalization, recorded as ``trimnet train --data.task regression`` records it."""
+    import torch
+
+    import trimnet as tn
+    from trimnet.data.dataset import Normalization
+
+    torch.manual_seed(0)
+    model = tn.create_model("mlp", in_shape=(8,), num_classes=2, hidden=[16])
+    out = tmp_path_factory.mktemp("serve") / "house-mlp"
+    tn.save_artifact(model, out, in_shape=(8,), normalization=Normalization(mean=[1.5] * 8, std=[2.0] * 8),
+                     extra={"task": {"name": "regression", "metric": "neg_mae", "outputs": 2}})
+    return out
+
+
+@pytest.fixture(scope="session")
 def raw_digits():
     """Raw (unnormalized) digits images, as in the training files: (N, 1, 8, 8) float32 in 0..16."""
     from sklearn.datasets import load_digits
@@ -144,5 +161,13 @@ def h():
 def live_server(run_dir):
     """``trimnet serve`` on the digits CNN (HTTP and gRPC on free loopback ports), shared by a test module."""
     srv = ServerProcess(str(run_dir), "--max-batch", "16", "--max-delay-ms", "1")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def live_regression_server(regression_run_dir):
+    """``trimnet serve`` on the regression MLP (HTTP and gRPC on free loopback ports), shared by a test module."""
+    srv = ServerProcess(str(regression_run_dir), "--max-batch", "16", "--max-delay-ms", "1")
     yield srv
     srv.stop()

@@ -177,12 +177,30 @@ def test_gradient_criteria_differentiate_the_task_loss(regression):
     assert res.record.params[1] < res.record.params[0]  # real-valued targets: MSE gradients, not cross-entropy
 
 
-def test_serving_a_regression_model_says_why_and_what_to_do(trained_regressor):
-    from trimnet.errors import ConfigError
+def test_serving_a_regression_model_gives_the_values_predict_gives(regression, trained_regressor):
+    """The served model's outputs are the predicted values, as trimnet.predict computes them (tests/serve
+    checks them through the real server, REST and gRPC)."""
     from trimnet.serve.model import load_model
 
-    with pytest.raises(ConfigError, match="regression model.*trimnet predict"):
-        load_model(trained_regressor[1])
+    out = trained_regressor[1]
+    served = load_model(out)
+    assert (served.task, served.num_values, served.class_names) == ("regression", 1, [])
+    raw = regression.normalization
+    x_raw = (regression.x_test[:5] * torch.tensor(raw.std) + torch.tensor(raw.mean)).numpy()
+    values = served.infer(served.preprocess(x_raw))
+    assert values.shape == (5, 1) and values.dtype == np.float32
+    np.testing.assert_array_equal(values[:, 0], tn.predict(tn.load_artifact(out), x_raw).values)
+    served.close()
+
+
+def test_serving_a_model_of_another_task_says_why_and_what_to_do(tmp_path):
+    from trimnet.serve.model import load_model
+
+    model = tn.create_model("mlp", (4,), 1, hidden=[8])
+    tn.save_artifact(model, tmp_path / "rank", in_shape=(4,), extra={"task": {"name": "ranking", "outputs": 1}})
+    with pytest.raises(ConfigError, match="ranking model; trimnet serve answers classification and regression "
+                                          "models only.*trimnet predict"):
+        load_model(tmp_path / "rank")
 
 
 def _regression_csv(path, n=400, target="price", values=None):

@@ -1,4 +1,4 @@
-"""``trimnet predict``: class predictions for inputs in a file or folder."""
+"""``trimnet predict``: class predictions (or a regression model's values) for inputs in a file or folder."""
 
 from __future__ import annotations
 
@@ -50,9 +50,13 @@ def run(args: argparse.Namespace) -> int:
         preds = tn.predict(artifact, x)
     preds.sources = sources
     rows = preds.to_dict()["predictions"]
+    # a regression model predicts values, a classifier classes
+    columns = ["value"] if preds.values is not None else ["class", "confidence"]
     if args.out:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=["index", "source", "label", "class", "confidence"])
+        fields = ["index", "source", "value"] if preds.values is not None else [
+            "index", "source", "label", "class", "confidence"]
+        writer = csv.DictWriter(buf, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
         atomic_write(Path(args.out), buf.getvalue())
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.json:
         print_json(preds.to_dict())
     else:
-        print(format_table(["input", "class", "confidence"], [[r["source"], r["class"], r["confidence"]] for r in rows]))
+        print(format_table(["input", *columns], [[r["source"], *(r[c] for c in columns)] for r in rows]))
     return 0
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 
+from trimnet.cli.common import add_config_args, section_config
 from trimnet.errors import ConfigError
 
 
@@ -16,8 +17,10 @@ def add_parser(sub, name: str) -> None:
                     "(POST /v2/models/NAME/infer, /v2/models/NAME/config, /v2/health/ready, /metrics, "
                     "/openapi.json; see docs/serving.md). Inputs are raw, as in the "
                     "training files; the server applies the run's normalization (see --no-normalize). "
-                    "Binds to 127.0.0.1 unless --host says otherwise.")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN", help="run directories (from trimnet train)")
+                    "Binds to 127.0.0.1 unless --host says otherwise. Batching, limits and the token can also "
+                    "come from a -c file's serve section (or --serve.KEY VALUE); flags override the file.")
+    p.add_argument("run_dirs", nargs="*", metavar="RUN", help="run directories (from trimnet train)")
+    add_config_args(p, _default_config, "serve.")
     p.add_argument("--name", action="append", default=None,
                    help="model name for each RUN, in order (default: the run directory's name)")
     p.add_argument("--backend", default="torch", help="runtime: torch, torch-compile, onnxruntime, openvino, ...")
@@ -29,16 +32,18 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--grpc-port", type=int, default=8001,
                    help="gRPC port (KServe v2 gRPC API; 0: any free port, printed at start; needs trimnet[grpc])")
     p.add_argument("--no-grpc", action="store_true", help="serve HTTP only")
-    p.add_argument("--max-batch", type=int, default=64, help="samples per model call (1 turns batching off)")
-    p.add_argument("--max-delay-ms", type=float, default=2.0, help="how long a request waits for others to join")
-    p.add_argument("--max-queue", type=int, default=1024, help="samples waiting at most; past it, 503")
-    p.add_argument("--max-inflight", type=int, default=256, help="requests handled at once at most; past it, 503")
-    p.add_argument("--max-body-mb", type=float, default=8.0, help="request body limit in MiB; past it, 413")
-    p.add_argument("--top-k", type=int, default=1, help="classes returned per sample (requests may ask otherwise)")
+    # these are short for --serve.KEY: None (not given) leaves the -c file's value, else the default
+    p.add_argument("--max-batch", type=int, help="samples per model call (default 64; 1 turns batching off)")
+    p.add_argument("--max-delay-ms", type=float, help="how long a request waits for others to join (default 2)")
+    p.add_argument("--max-queue", type=int, help="samples waiting at most; past it, 503 (default 1024)")
+    p.add_argument("--max-inflight", type=int, help="requests handled at once at most; past it, 503 (default 256)")
+    p.add_argument("--max-body-mb", type=float, help="request body limit in MiB; past it, 413 (default 8)")
+    p.add_argument("--top-k", type=int, help="classes returned per sample (default 1; requests may ask otherwise)")
     p.add_argument("--no-normalize", action="store_true",
                    help="inputs arrive normalized already; do not apply the run's normalization")
     p.add_argument("--token", default=None,
-                   help="require 'Authorization: Bearer TOKEN' (default: $TRIMNET_SERVE_TOKEN; none: no check)")
+                   help="require 'Authorization: Bearer TOKEN' (default: serve.token of -c, else "
+                        "$TRIMNET_SERVE_TOKEN; none: no check)")
     p.add_argument("--shutdown-timeout", type=float, default=30.0,
                    help="seconds to finish queued requests on shutdown (readiness answers 503 meanwhile); "
                         "what is still queued after it gets 503")
@@ -46,19 +51,21 @@ def add_parser(sub, name: str) -> None:
     p.set_defaults(func=run)
 
 
+def _default_config():
+    from trimnet.serve.config import ServeConfig
+
+    return ServeConfig()
+
+
 def run(args: argparse.Namespace) -> int:
-    from trimnet.serve.config import TOKEN_ENV, ServeConfig
     from trimnet.serve.server import serve
 
-    if getattr(args, "overrides", None):
-        key = args.overrides[0][0]
-        raise ConfigError(f"serve has no option --{key}; see trimnet serve --help")
-    if not args.max_body_mb > 0:
-        raise ConfigError(f"--max-body-mb must be positive, got {args.max_body_mb}")
-    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
-    config = ServeConfig(max_batch=args.max_batch, max_delay_ms=args.max_delay_ms, max_queue=args.max_queue,
-                         max_inflight=args.max_inflight, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-                         top_k=args.top_k, normalize=not args.no_normalize, token=token)
+    config = serve_config(args)
+    if args.print_config:
+        print_serve_config(config)
+        return 0
+    if not args.run_dirs:
+        raise ConfigError("pass the run directories to serve, e.g. trimnet serve runs/digits-cnn")
     options = parse_options(args.backend_option)
     if args.threads is not None:
         options["threads"] = args.threads
@@ -66,6 +73,39 @@ def run(args: argparse.Namespace) -> int:
           port=args.port, config=config, access_log=args.access_log, shutdown_timeout=args.shutdown_timeout,
           grpc_port=None if args.no_grpc else args.grpc_port)
     return 0
+
+
+def serve_config(args: argparse.Namespace):
+    """The ``ServeConfig`` of defaults, then the ``-c`` file, then the flags, then ``--serve.KEY``;
+    the token, where none of them sets it, from ``$TRIMNET_SERVE_TOKEN``."""
+    import dataclasses
+
+    from trimnet.serve.config import TOKEN_ENV, ServeConfig
+
+    if args.max_body_mb is not None and not args.max_body_mb > 0:
+        raise ConfigError(f"--max-body-mb must be positive, got {args.max_body_mb}")
+    flags = {"max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms, "max_queue": args.max_queue,
+             "max_inflight": args.max_inflight, "top_k": args.top_k, "token": args.token,
+             "max_body_bytes": None if args.max_body_mb is None else int(args.max_body_mb * 1024 * 1024),
+             "normalize": False if args.no_normalize else None}
+    config = section_config(ServeConfig, "serve", args.config, flags, getattr(args, "overrides", None) or [], "serve")
+    if config.token is None and os.environ.get(TOKEN_ENV):
+        config = dataclasses.replace(config, token=os.environ[TOKEN_ENV])
+    return config
+
+
+def print_serve_config(config) -> None:
+    """The config as YAML that ``-c`` reads back, without the token: a secret is never printed."""
+    import dataclasses
+
+    import yaml
+
+    data = dataclasses.asdict(config)
+    if data["token"] is not None:
+        del data["token"]
+    print(yaml.safe_dump({"serve": data}, sort_keys=False), end="")
+    if config.token is not None:
+        print("# serve.token is set but not shown; give it again with --token or $TRIMNET_SERVE_TOKEN")
 
 
 def parse_options(items: list[str]) -> dict:

@@ -1,7 +1,7 @@
 """A small KServe v2 client (standard library only): what ``trimnet predict --url`` uses.
 
-Inputs go out as exact FP32 values and probabilities come back exactly, so predictions
-through a server equal ``trimnet.predict`` on the same inputs.
+Inputs go out as exact FP32 values and probabilities (or a regression model's values) come
+back exactly, so predictions through a server equal ``trimnet.predict`` on the same inputs.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def remote_metadata(url: str, model: str, *, token: str | None = None, timeout: 
 
 def infer_remote(url: str, model: str, x: np.ndarray, *, token: str | None = None, normalize: bool | None = None,
                  top_k: int = 1, chunk: int = 512, timeout: float = 60.0, retries: int = 5):
-    """Predictions for raw inputs ``x`` (batch first) from a running server, ``chunk`` samples per request."""
+    """Predictions for raw inputs ``x`` (batch first) from a running server, ``chunk`` samples per request
+    (a regression model's come back as ``values``)."""
     from trimnet.train.evaluate import Predictions
 
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -35,17 +36,24 @@ def infer_remote(url: str, model: str, x: np.ndarray, *, token: str | None = Non
     params: dict[str, Any] = {"top_k": top_k}
     if normalize is not None:
         params["normalize"] = normalize
-    probs, labels, names = [], [], []
+    probs, labels, names, values = [], [], [], []
     for i in range(0, len(x), chunk):
         part = x[i:i + chunk]
         body = {"id": str(i), "parameters": params,
                 "inputs": [{"name": "input", "shape": list(part.shape), "datatype": "FP32",
                             "data": part.ravel().tolist()}]}
         out = {o["name"]: o for o in _call(url, path, body, token, timeout, retries)["outputs"]}
+        if "values" in out:  # a regression model: its predicted values, no classes
+            values.append(np.asarray(out["values"]["data"], dtype=np.float32).reshape(out["values"]["shape"]))
+            continue
         probs.append(np.asarray(out["probabilities"]["data"], dtype=np.float32).reshape(out["probabilities"]["shape"]))
         k = out["labels"]["shape"][1]
         labels += out["labels"]["data"][::k]
         names += out["classes"]["data"][::k]
+    if values:
+        v = np.concatenate(values)
+        return Predictions(labels=[], names=[], probabilities=np.zeros((len(v), 0), np.float32),
+                           values=v[:, 0] if v.shape[1] == 1 else v)  # as trimnet.predict shapes them
     classes = probs[0].shape[1] if probs else 0
     return Predictions(labels=labels, names=names,
                        probabilities=np.concatenate(probs) if probs else np.zeros((0, classes), np.float32))

@@ -1,4 +1,5 @@
-"""The server's settings: batching, limits, authentication. One small dataclass, checked on creation."""
+"""The server's settings: batching, limits, authentication. One small dataclass, checked on creation;
+the ``serve`` section of a config file (``trimnet serve -c``)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ class ServeConfig:
             raise ConfigError(f"serve: retry_after_s must be a non-negative integer, got {self.retry_after_s!r}")
         if self.token is not None and (not isinstance(self.token, str) or not self.token.strip()):
             raise ConfigError(f"serve: the token must be a non-empty string; unset {TOKEN_ENV} or pass a real one")
+
+    def validate(self) -> None:
+        """Checked on creation already; the config loaders (``trimnet serve -c``) call this as for every config."""
 
     @property
     def max_delay_s(self) -> float:

@@ -15,7 +15,7 @@ import logging
 import numpy as np
 
 from trimnet.serve.protocol import (
-    DEFAULT_OUTPUTS, InferRequest, RequestError, check_input_header, decode_input, join_bytes, output_request,
+    InferRequest, RequestError, check_input_header, decode_input, join_bytes, output_request,
     request_options,
 )
 from trimnet.serve.service import VERSION, Service
@@ -69,8 +69,8 @@ def parse_request(request, service: Service):
         data = list(getattr(tensor.contents, field)) if field else []
         x = decode_input(tensor.datatype, shape, count, data=data if tensor.datatype != "BYTES" else None,
                          raw=join_bytes(data) if tensor.datatype == "BYTES" else None)
-    outputs = tuple(output_request(i, o.name, False, _class_count(o.parameters), spec.num_classes)
-                    for i, o in enumerate(request.outputs)) or DEFAULT_OUTPUTS
+    outputs = tuple(output_request(i, o.name, False, _class_count(o.parameters), spec)
+                    for i, o in enumerate(request.outputs)) or spec.default_outputs
     req = InferRequest(x=None if isinstance(x, list) else x, texts=x if isinstance(x, list) else None,
                        id=request.id or None, outputs=outputs, top_k=top_k, normalize=normalize)
     return model, req

@@ -1,4 +1,4 @@
-"""A model as the server holds it: one runner (one copy of the weights), its input, classes and normalization."""
+"""A model as the server holds it: one runner (one copy of the weights), its input, task, classes and normalization."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ from typing import Any, Callable
 import numpy as np
 
 from trimnet.errors import ConfigError
+from trimnet.serve.protocol import TASK_OUTPUTS
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 @dataclass(eq=False)
 class ServedModel:
-    """``infer`` maps float32 ``(B, *in_shape)`` model inputs to ``(B, classes)`` probabilities (in any thread)."""
+    """``infer`` maps float32 ``(B, *in_shape)`` model inputs to ``(B, classes)`` probabilities, or for a
+    regression model (``task="regression"``) to ``(B, num_values)`` predicted values (in any thread)."""
 
     name: str
     infer: Callable[[np.ndarray], np.ndarray]
@@ -29,6 +31,8 @@ class ServedModel:
     # a BYTES input: texts -> model inputs (the artifact's tokenizer); None: the model takes numbers only
     encode_text: Callable[[list[str]], np.ndarray] | None = None
     input_dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))  # numbers are cast to it
+    task: str = "classification"  # or "regression": infer gives values, class_names is empty
+    num_values: int = 0  # regression: predicted values per sample
 
 
 def load_model(source: Any, *, name: str | None = None, backend: str = "torch", **options: Any) -> ServedModel:
@@ -46,10 +50,10 @@ def load_model(source: Any, *, name: str | None = None, backend: str = "torch", 
     name = name or artifact.path.name
     check_name(name)
     task = artifact.task.get("name", "classification")
-    if task != "classification":  # the protocol's outputs here are class scores, labels and the classification extension
-        raise ConfigError(f"{artifact.path} is a {task} model; trimnet serve answers classification models only. "
-                          f"Use trimnet predict, or export it (trimnet export) and serve the ONNX file with a "
-                          f"general server")
+    if task not in TASK_OUTPUTS:  # the protocol's outputs here are class scores or predicted values
+        raise ConfigError(f"{artifact.path} is a {task} model; trimnet serve answers classification and regression "
+                          f"models only. Use trimnet predict, or export it (trimnet export) and serve the ONNX file "
+                          f"with a general server")
     if "dynamic" in get_backend(backend).options:
         options.setdefault("dynamic", True)  # batch sizes vary from call to call: compile once, not per size
     example = artifact.example_inputs(2)
@@ -59,12 +63,24 @@ def load_model(source: Any, *, name: str | None = None, backend: str = "torch", 
         logits = torch.from_numpy(np.ascontiguousarray(runner.run(x), dtype=np.float32))
         return torch.softmax(logits, dim=1).numpy()  # as trimnet.predict computes it
 
+    def regress(x: np.ndarray) -> np.ndarray:
+        values = np.ascontiguousarray(runner.run(x), dtype=np.float32)  # the outputs themselves, as trimnet.predict
+        return values.reshape(len(values), -1)
+
     info = {"backend": backend, "arch": artifact.meta.get("arch"), "run_dir": str(artifact.path),
             "normalization": artifact.meta.get("normalization")}
     dtype = np.dtype(str(example.dtype).replace("torch.", ""))  # float32, or int64 token ids
-    return ServedModel(name=name, infer=infer, in_shape=artifact.in_shape, class_names=artifact.class_names,
-                       preprocess=numpy_preprocess(artifact), platform=f"trimnet_{backend}", info=info,
-                       close=runner.close, encode_text=text_encoder(artifact), input_dtype=dtype)
+    regression = task == "regression"
+    return ServedModel(name=name, infer=regress if regression else infer, in_shape=artifact.in_shape,
+                       class_names=artifact.class_names, preprocess=numpy_preprocess(artifact),
+                       platform=f"trimnet_{backend}", info=info, close=runner.close,
+                       encode_text=text_encoder(artifact), input_dtype=dtype, task=task,
+                       num_values=num_values(artifact) if regression else 0)
+
+
+def num_values(artifact) -> int:
+    """A regression artifact's values per sample: its task's ``outputs``, else its ``num_classes``."""
+    return int(artifact.task.get("outputs") or artifact.meta.get("num_classes") or 1)
 
 
 def text_encoder(artifact) -> Callable[[list[str]], np.ndarray] | None:

@@ -2,8 +2,9 @@
 
 Both transports meet here: HTTP/REST (``rest.py``: JSON and the binary tensor data
 extension) and gRPC (``grpc_server.py``) turn a request into an ``InferRequest`` with
-``decode_input`` and ``output_request``, and turn the model's probabilities into ``Tensor``s
-with ``outputs``. Every problem with a request raises ``RequestError`` with the HTTP status
+``decode_input`` and ``output_request``, and turn what the model gives into ``Tensor``s:
+a classifier's probabilities with ``outputs``, a regression model's values with
+``value_outputs``. Every problem with a request raises ``RequestError`` with the HTTP status
 to answer and a message that names the field at fault. Nothing here knows about a framework.
 """
 
@@ -20,13 +21,16 @@ import numpy as np
 from trimnet.errors import TrimnetError
 
 INPUT_NAME = "input"
-# output name -> (datatype, what it holds)
+# output name -> (datatype, what it holds): a classification model's outputs
 OUTPUTS: dict[str, tuple[str, str]] = {
     "probabilities": ("FP32", "softmax class scores, shape [batch, classes]"),
     "labels": ("INT64", "indices of the top-k classes, best first, shape [batch, k]"),
     "classes": ("BYTES", "names of the top-k classes, best first, shape [batch, k]"),
     "confidences": ("FP32", "probabilities of the top-k classes, shape [batch, k]"),
 }
+VALUES = "values"  # a regression model's one output
+REGRESSION_OUTPUTS: dict[str, tuple[str, str]] = {VALUES: ("FP32", "predicted values, shape [batch, outputs]")}
+TASK_OUTPUTS = {"classification": OUTPUTS, "regression": REGRESSION_OUTPUTS}  # the tasks trimnet serve answers
 NUMPY_TYPES = {"BOOL": "?", "UINT8": "u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "INT8": "i1",
                "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
 DATATYPES = (*NUMPY_TYPES, "BYTES")
@@ -82,11 +86,24 @@ class Tensor:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What the model takes: ``in_shape`` per sample; ``text``: a BYTES input is accepted (encode_text)."""
+    """What the model takes and gives: ``in_shape`` per sample; ``text``: a BYTES input is accepted
+    (encode_text); ``task``: classification (``num_classes`` scores) or regression (``num_values`` values)."""
 
     in_shape: tuple[int, ...]
     num_classes: int
     text: bool = False
+    task: str = "classification"
+    num_values: int = 0  # regression: predicted values per sample
+
+    @property
+    def outputs(self) -> dict[str, tuple[str, str]]:
+        """The model's outputs: name -> (datatype, what it holds)."""
+        return TASK_OUTPUTS[self.task]
+
+    @property
+    def default_outputs(self) -> tuple[OutputRequest, ...]:
+        """What a request that names no outputs gets: all of them."""
+        return DEFAULT_OUTPUTS if self.task == "classification" else tuple(OutputRequest(n) for n in self.outputs)
 
 
 def parse_json(body: bytes, what: str = "the request body") -> Any:
@@ -101,10 +118,15 @@ def parse_json(body: bytes, what: str = "the request body") -> Any:
 
 
 def request_options(params: Any, num_classes: int, *, normalize: bool, top_k: int) -> tuple[bool, int]:
-    """``parameters.normalize`` and ``parameters.top_k`` of a request, the server's defaults where absent."""
+    """``parameters.normalize`` and ``parameters.top_k`` of a request, the server's defaults where absent.
+
+    ``num_classes`` 0 (a regression model): ``top_k`` means nothing and is ignored, like any
+    parameter that does not apply."""
     normalize = params.get("normalize", normalize)
     if not isinstance(normalize, bool):
         raise RequestError(f"parameters.normalize must be true or false, not {_short(normalize)}")
+    if num_classes == 0:
+        return normalize, 1
     top_k = params.get("top_k", min(top_k, num_classes))
     if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= num_classes:
         raise RequestError(f"parameters.top_k must be an integer from 1 to {num_classes} (the model's classes), "
@@ -216,11 +238,17 @@ def join_bytes(items: Sequence[bytes]) -> bytes:
     return b"".join(struct.pack("<I", len(b)) + b for b in items)
 
 
-def output_request(i: int, name: Any, binary: Any, class_count: Any, num_classes: int) -> OutputRequest:
-    """One entry of a request's ``outputs``, checked."""
-    if not isinstance(name, str) or name not in OUTPUTS:
+def output_request(i: int, name: Any, binary: Any, class_count: Any, spec: InputSpec) -> OutputRequest:
+    """One entry of a request's ``outputs``, checked against the model's outputs."""
+    num_classes = spec.num_classes
+    if spec.task != "classification" and class_count not in (None, 0):
+        raise RequestError(f"outputs[{i}]: class_count (the classification extension) needs a classification "
+                           f"model; this is a {spec.task} model, whose output '{VALUES}' holds predicted values, "
+                           "not class scores: leave class_count out")
+    if not isinstance(name, str) or name not in spec.outputs:
+        kind = f" (a {spec.task} model: no class scores)" if spec.task != "classification" else ""
         raise RequestError(f"outputs[{i}]: unknown output {_short(name)}; the model's outputs are "
-                           f"{', '.join(OUTPUTS)}")
+                           f"{', '.join(spec.outputs)}{kind}")
     if not isinstance(binary, bool):
         raise RequestError(f"outputs[{i}].parameters.binary_data must be true or false, not {_short(binary)}")
     if class_count is None:
@@ -262,19 +290,32 @@ def outputs(request: InferRequest, probabilities: np.ndarray, class_names: Seque
     return tensors
 
 
+def value_outputs(request: InferRequest, values: np.ndarray) -> list[Tensor]:
+    """A regression model's requested outputs: its predicted values, ``[batch, outputs]`` FP32."""
+    values = np.asarray(values, dtype=np.float32).reshape(len(values), -1)
+    return [Tensor(out.name, "FP32", list(values.shape), values) for out in request.outputs]
+
+
+def output_shapes(spec: InputSpec) -> dict[str, list[int]]:
+    """Each output's shape, batch first (-1: varies)."""
+    if spec.task == "regression":
+        return {VALUES: [-1, spec.num_values]}
+    return {"probabilities": [-1, spec.num_classes], "labels": [-1, -1], "classes": [-1, -1], "confidences": [-1, -1]}
+
+
 def model_metadata(name: str, spec: InputSpec, class_names: Sequence[str], platform: str,
                    parameters: dict | None = None) -> dict:
-    classes = len(class_names)
-    shapes = {"probabilities": [-1, classes], "labels": [-1, -1], "classes": [-1, -1], "confidences": [-1, -1]}
+    shapes = output_shapes(spec)
     inputs = ({"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1, 1]} if spec.text
               else {"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, *spec.in_shape]})
+    described = {"class_names": list(class_names)} if spec.task == "classification" else {}
     return {
         "name": name,
         "versions": ["1"],
         "platform": platform,
         "inputs": [inputs],
-        "outputs": [{"name": n, "datatype": dt, "shape": shapes[n]} for n, (dt, _) in OUTPUTS.items()],
-        "parameters": {"class_names": list(class_names), **(parameters or {})},
+        "outputs": [{"name": n, "datatype": dt, "shape": shapes[n]} for n, (dt, _) in spec.outputs.items()],
+        "parameters": {"task": spec.task, **described, **(parameters or {})},
     }
 
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from trimnet.serve.protocol import (
-    DATATYPES, DEFAULT_OUTPUTS, INPUT_NAME, OUTPUTS, InferRequest, InputSpec, OutputRequest, RequestError, Tensor, _kind, _short,
-    check_input_header, decode_input, join_bytes, output_request, parse_json, request_options,
+    DATATYPES, INPUT_NAME, OUTPUTS, REGRESSION_OUTPUTS, InferRequest, InputSpec, OutputRequest, RequestError, Tensor,
+    _kind, _short, check_input_header, decode_input, join_bytes, output_request, parse_json, request_options,
 )
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -49,7 +49,7 @@ def parse_infer(body: bytes, spec: InputSpec, *, normalize: bool = True, top_k: 
         raise RequestError(f"parameters.binary_data_output must be true or false, not {_short(binary_all)}")
     x = _parse_inputs(req.get("inputs"), spec, binary)
     return InferRequest(x=None if isinstance(x, list) else x, texts=x if isinstance(x, list) else None,
-                        id=request_id, outputs=_parse_outputs(req.get("outputs"), binary_all, spec.num_classes),
+                        id=request_id, outputs=_parse_outputs(req.get("outputs"), binary_all, spec),
                         top_k=top_k, normalize=normalize)
 
 
@@ -85,23 +85,23 @@ def _parse_inputs(inputs: Any, spec: InputSpec, binary: memoryview | bytes):
     return decode_input(tensor["datatype"], shape, count, raw=bytes(binary))
 
 
-def _parse_outputs(outputs: Any, binary_all: bool, num_classes: int):
+def _parse_outputs(outputs: Any, binary_all: bool, spec: InputSpec):
     if outputs is None:
-        return tuple(OutputRequest(o.name, binary_all) for o in DEFAULT_OUTPUTS)
+        return tuple(OutputRequest(o.name, binary_all) for o in spec.default_outputs)
     if not isinstance(outputs, list):
         raise RequestError(f"'outputs' must be a list of {{'name': ...}} objects, not {_kind(outputs)}")
     parsed = []
     for i, out in enumerate(outputs):
         if not isinstance(out, dict):
             raise RequestError(f"outputs[{i}]: unknown output {_short(out)}; the model's outputs are "
-                               f"{', '.join(OUTPUTS)}")
+                               f"{', '.join(spec.outputs)}")
         params = out.get("parameters")
         params = {} if params is None else params
         if not isinstance(params, dict):
             raise RequestError(f"outputs[{i}].parameters must be an object, not {_kind(params)}")
         parsed.append(output_request(i, out.get("name"), params.get("binary_data", binary_all),
-                                     params.get("classification", params.get("class_count")), num_classes))
-    return tuple(parsed) or tuple(OutputRequest(o.name, binary_all) for o in DEFAULT_OUTPUTS)
+                                     params.get("classification", params.get("class_count")), spec))
+    return tuple(parsed) or tuple(OutputRequest(o.name, binary_all) for o in spec.default_outputs)
 
 
 class NonFinite(RequestError):
@@ -159,13 +159,16 @@ INFER_REQUEST_SCHEMA = {
         "parameters": {
             "type": "object",
             "description": "normalize: apply the training normalization (default: the server's); top_k: classes "
-                           "per sample in labels/classes/confidences; binary_data_output: every output binary",
+                           "per sample in labels/classes/confidences (a regression model ignores it); "
+                           "binary_data_output: every output binary",
             "properties": {"normalize": {"type": "boolean"}, "top_k": {"type": "integer", "minimum": 1},
                            "binary_data_output": {"type": "boolean"}},
         },
         "inputs": {"type": "array", "items": TENSOR_SCHEMA, "minItems": 1, "maxItems": 1},
         "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
-            "name": {"type": "string", "enum": list(OUTPUTS)},
+            "name": {"type": "string", "enum": [*OUTPUTS, *REGRESSION_OUTPUTS],
+                     "description": "classification: probabilities, labels, classes, confidences; "
+                                    "regression: values"},
             "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"},
                                                             "class_count": {"type": "integer", "minimum": 0}}}}}},
     },
@@ -189,7 +192,8 @@ def json_content(schema: dict) -> dict:
 
 
 ERRORS = {code: {"description": why, **json_content(ERROR_SCHEMA)} for code, why in {
-    400: "malformed JSON, or a tensor with the wrong name, shape, datatype or values",
+    400: "malformed JSON, a tensor with the wrong name, shape, datatype or values, or an output the model "
+         "does not have (class_count on a regression model)",
     401: "a token is configured and the request lacks it",
     404: "no model of that name",
     413: "the request body (or its sample count) is too large",

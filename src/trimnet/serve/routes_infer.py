@@ -40,7 +40,8 @@ def add_infer_routes(app, service: Service) -> None:
 def _operation(path: str) -> dict:
     """The OpenAPI operation of one infer path."""
     return {
-        "summary": "class probabilities and top-k classes for a batch of inputs",
+        "summary": "class probabilities and top-k classes (classification) or predicted values (regression) "
+                   "for a batch of inputs",
         "operationId": "infer" + re.sub(r"\W+", "_", path) + "_post",
         "parameters": [{"name": name, "in": "path", "required": True, "schema": {"type": "string", "title": name.title()}}
                        for name in re.findall(r"\{(\w+)\}", path)],

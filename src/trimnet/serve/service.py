@@ -21,7 +21,9 @@ from trimnet.serve.batcher import Batcher, BatcherClosed, QueueFull
 from trimnet.serve.config import ServeConfig
 from trimnet.serve.metrics import Metrics
 from trimnet.serve.model import ServedModel, load_model
-from trimnet.serve.protocol import InferRequest, InputSpec, RequestError, Tensor, model_metadata, outputs
+from trimnet.serve.protocol import (
+    TASK_OUTPUTS, InferRequest, InputSpec, RequestError, Tensor, model_metadata, outputs, value_outputs,
+)
 from trimnet.serve.triton import ModelStats, Observers, model_config
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class Service:
                 self.owned.append(m)
             if m.name in self.models:
                 raise ConfigError(f"two models are named {m.name!r}; give them different names (--name)")
+            check_task(m)
             self.models[m.name] = m
         if not self.models:
             raise ConfigError("serve needs at least one model (a run directory)")
@@ -51,7 +54,8 @@ class Service:
             for name, m in self.models.items()}
         for name, b in self.batchers.items():
             self.metrics.watch_queue(name, lambda b=b: b.queued)
-        self.specs = {name: InputSpec(tuple(m.in_shape), len(m.class_names), text=m.encode_text is not None)
+        self.specs = {name: InputSpec(tuple(m.in_shape), len(m.class_names), text=m.encode_text is not None,
+                                      task=m.task, num_values=m.num_values)
                       for name, m in self.models.items()}
         self.draining = False
         self.active = 0  # requests between admit and their outputs
@@ -88,14 +92,16 @@ class Service:
         stats = self.stats[model.name]
         self.active += 1
         try:
-            probabilities = await self._run(model, req)
+            result = await self._run(model, req)  # probabilities, or a regression model's values
         except BaseException:
             stats.request(False, time.perf_counter() - start)
             raise
         finally:
             self.active -= 1
         stats.request(True, time.perf_counter() - start)
-        return outputs(req, probabilities, model.class_names)
+        if model.task == "regression":
+            return value_outputs(req, result)
+        return outputs(req, result, model.class_names)
 
     async def _run(self, model: ServedModel, req: InferRequest) -> np.ndarray:
         if req.batch > self.config.max_queue:
@@ -122,13 +128,12 @@ class Service:
 
     def metadata(self, model: ServedModel) -> dict:
         params = {"max_batch": self.config.max_batch, "normalize": self.config.normalize,
-                  "top_k": self.config.top_k, "backend": model.info.get("backend"),
-                  "normalization": model.info.get("normalization")}
+                  **({"top_k": self.config.top_k} if model.task == "classification" else {}),
+                  "backend": model.info.get("backend"), "normalization": model.info.get("normalization")}
         return model_metadata(model.name, self.specs[model.name], model.class_names, model.platform, params)
 
     def model_config(self, model: ServedModel) -> dict:
-        return model_config(model.name, model.platform, tuple(model.in_shape), len(model.class_names),
-                            text=model.encode_text is not None, max_batch=self.config.max_batch,
+        return model_config(model.name, model.platform, self.specs[model.name], max_batch=self.config.max_batch,
                             max_delay_s=self.config.max_delay_s)
 
     def statistics(self, name: str | None = None, version: str | None = None) -> dict:
@@ -162,3 +167,13 @@ class Service:
     def close_models(self) -> None:
         for m in self.owned:
             m.close()
+
+
+def check_task(model: ServedModel) -> None:
+    """A ``ConfigError`` for a served model whose outputs the protocol here cannot describe."""
+    if model.task not in TASK_OUTPUTS:
+        raise ConfigError(f"model {model.name!r} is a {model.task} model; trimnet serve answers "
+                          f"{' and '.join(TASK_OUTPUTS)} models only")
+    if model.task == "regression" and (not isinstance(model.num_values, int) or model.num_values < 1):
+        raise ConfigError(f"regression model {model.name!r} must give at least one value per sample "
+                          f"(num_values), not {model.num_values!r}")

@@ -12,14 +12,14 @@ from __future__ import annotations
 import collections
 import time
 
-from trimnet.serve.protocol import INPUT_NAME, OUTPUTS
+from trimnet.serve.protocol import INPUT_NAME, InputSpec, output_shapes
 
 TRITON_TYPES = {"FP32": "TYPE_FP32", "INT64": "TYPE_INT64", "BYTES": "TYPE_STRING"}
 
 
-def model_config(name: str, platform: str, in_shape: tuple[int, ...], num_classes: int, *, text: bool,
-                 max_batch: int, max_delay_s: float) -> dict:
-    dims = {"probabilities": [num_classes], "labels": [-1], "classes": [-1], "confidences": [-1]}
+def model_config(name: str, platform: str, spec: InputSpec, *, max_batch: int, max_delay_s: float) -> dict:
+    dims = {n: shape[1:] for n, shape in output_shapes(spec).items()}  # without the batch, as max_batch_size > 0
+    text = spec.text
     config = {
         "name": name,
         "platform": platform,
@@ -27,9 +27,9 @@ def model_config(name: str, platform: str, in_shape: tuple[int, ...], num_classe
         "version_policy": {"latest": {"num_versions": 1}},
         "max_batch_size": max_batch,
         "input": [{"name": INPUT_NAME, "data_type": "TYPE_STRING" if text else "TYPE_FP32", "format": "FORMAT_NONE",
-                   "dims": [1] if text else list(in_shape)}],
+                   "dims": [1] if text else list(spec.in_shape)}],
         "output": [{"name": n, "data_type": TRITON_TYPES[dt], "dims": dims[n],
-                    **({"label_filename": ""} if n == "probabilities" else {})} for n, (dt, _) in OUTPUTS.items()],
+                    **({"label_filename": ""} if n == "probabilities" else {})} for n, (dt, _) in spec.outputs.items()],
         "instance_group": [{"name": f"{name}_0", "kind": "KIND_CPU", "count": 1}],
     }
     if max_batch > 1:
