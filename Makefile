@@ -31,9 +31,9 @@ venv-test: $(VENV)/.installed-test
 run: venv
 	$(BIN)/trimnet run
 
-## The test suite.
+## The whole test suite, slow tests included (a bare `pytest` leaves them out: the quick loop).
 test: venv-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 ## The README's picture of a run's report (headless Chromium: Debian's `chromium` package).
 RUN_DIR ?= runs/digits-cnn-run

@@ -91,6 +91,7 @@ def _check_full(report: dict) -> None:
         assert r["files"] == [] and r["dirs"] in ([], ["deploy"]), (name, r)  # no partial run dir or file
 
 
+@pytest.mark.slow  # one of the slowest outside the slow set; CI runs it
 def test_full_disk_train_and_predict(big_run, inputs, tmp_path):
     cases = _cases(big_run, inputs)
     _check_full(_in_namespace(tmp_path, "64k", False, {k: cases[k] for k in ("train", "predict")}))

@@ -121,6 +121,7 @@ def test_text_model_trains_and_the_run_keeps_its_tokenizer(text_run):
     assert preds.names == ["spam", "ham"]
 
 
+@pytest.mark.slow  # one of the slowest outside the slow set; CI runs it
 def test_predict_cli_on_raw_text(text_run, tmp_path):
     tmp, _, _ = text_run
     (tmp_path / "new.txt").write_text("urgent your number won £1000 claim on 08712300\nare we still on for later\n")

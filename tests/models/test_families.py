@@ -72,6 +72,7 @@ def test_profile_counts_exact_macs_of_each_family(wrapped, family_name):
     assert prof.params == sum(p.numel() for p in wrapped.parameters())
 
 
+@pytest.mark.slow  # one of the slowest outside the slow set; CI runs it
 def test_a_raw_transformers_classifier_is_taken_by_prune_and_export(tmp_path):
     hf = tiny_bert().eval()
     ids = torch.randint(3, 50, (4, SEQ)).float()

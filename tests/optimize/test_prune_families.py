@@ -62,6 +62,7 @@ def test_target_macs_is_met_and_an_unreachable_one_names_the_floor():
         tn.prune(model, x, tn.PruneConfig(criterion="l1", target_macs=0.01))
 
 
+@pytest.mark.slow  # one of the slowest outside the slow set; CI runs it
 def test_pruned_encoder_exports_to_onnx_and_openvino_and_serves_from_the_artifact(tmp_path):
     from trimnet.serve.model import load_model
 
@@ -89,6 +90,7 @@ def test_fuse_returns_an_encoder_unchanged_and_says_why():
     torch.testing.assert_close(res.model(x), model(x))
 
 
+@pytest.mark.slow  # one of the slowest outside the slow set; CI runs it
 def test_int8_on_onnxruntime_keeps_a_trained_encoder_close():
     ds = token_dataset()
     model = wrap(tiny_bert(), seq_len=SEQ)

@@ -39,6 +39,7 @@ def logits(run_dir, x):
         return art.model(x).numpy()
 
 
+@pytest.mark.slow  # one of the slowest outside the slow set; CI runs it
 def test_ort_static_int8_is_measured_saved_and_loads(ort_int8, run_dir):
     result, out = ort_int8
     assert result.kept == "int8" and result.parity["passed"]
@@ -60,6 +61,7 @@ def test_ort_static_int8_is_measured_saved_and_loads(ort_int8, run_dir):
         assert sqnr_db(logits(run_dir, x), runner.run(x.numpy())) >= MIN_SQNR_DB["int8"]
 
 
+@pytest.mark.slow  # one of the slowest outside the slow set; CI runs it
 def test_openvino_static_int8_through_nncf(run_dir, tmp_path):
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")

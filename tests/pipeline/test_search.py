@@ -70,6 +70,7 @@ def test_search_on_a_small_mlp_and_its_cache(tmp_path, monkeypatch):
     assert {c.name for c in again.candidates} == labels
 
 
+@pytest.mark.slow  # one of the slowest outside the slow set; CI runs it
 def test_a_ratio_over_budget_gets_a_longer_fine_tune_before_its_direction_stops(tmp_path):
     data = tn.load_dataset("digits")
     torch.manual_seed(0)

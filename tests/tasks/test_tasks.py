@@ -83,6 +83,7 @@ def test_regression_prunes_and_fine_tunes_on_its_own_loss(regression, trained_re
     assert res.model(regression.x_test[:4]).shape == (4, 1)
 
 
+@pytest.mark.slow  # one of the slowest outside the slow set; CI runs it
 def test_regression_optimize_measures_neg_mae(regression, trained_regressor):
     model = trained_regressor[0].model
     res = tn.optimize(model, regression, tn.OptimizeConfig(max_accuracy_drop=0.05, **FAST))

@@ -67,10 +67,12 @@ def regression_from_raw(raw: RawData, *, name: str, val_split: float, test_split
                         "text sources are classification only")
 
     def numbers(y: np.ndarray) -> np.ndarray:
+        from trimnet.data.csv import _is_number
+
         try:
             values = np.array([float(c) for c in raw.class_names], dtype=np.float64)
         except ValueError:
-            bad = next(c for c in raw.class_names if not _is_float(c))
+            bad = next(c for c in raw.class_names if not _is_number(c))
             raise DataError(f"{raw.origin}: the target {bad!r} is not a number; data.task regression needs "
                             "real-valued targets (or use data.task classification)") from None
         return values[y].astype(np.float32)
@@ -84,14 +86,6 @@ def regression_from_raw(raw: RawData, *, name: str, val_split: float, test_split
     del data.info["in_memory"]  # a file: the artifact records the source, as for classification
     data.info["origin"] = raw.origin
     return data
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _fit(x: torch.Tensor, kind: str) -> Normalization:
