@@ -163,3 +163,16 @@ def test_the_search_reads_a_bounded_subset_of_a_streamed_source(learnable_folder
     assert part.info["subset"] == {"train": {"samples": 10, "of": len(stream.splits["train"])}}
     rows = [next(i for i in range(len(full.y_train)) if torch.equal(full.x_train[i], x)) for x in part.x_train]
     assert rows == sorted(rows) and len(set(rows)) == 10  # drawn from the split, in its order
+
+
+def test_a_tokenizer_larger_than_the_models_embedding_is_named(tmp_path, capsys):
+    from trimnet.cli.main import main
+
+    words = [f"w{i}" for i in range(300)]
+    lines = [f"{'a' if i % 2 else 'b'}\t{' '.join(words[(i * 7 + k) % 300] for k in range(6))}" for i in range(200)]
+    (tmp_path / "t.txt").write_text("\n".join(lines) + "\n")
+    code = main(["train", "--data", f"text:{tmp_path / 't.txt'}", "--data.seq_len", "8", "--data.vocab_size", "512",
+                 "--model", "text_transformer", "--model.options.vocab_size", "16", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "embedding holds 16" in err and "--model.options.vocab_size" in err
+    assert not (tmp_path / "run").exists()

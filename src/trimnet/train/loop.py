@@ -351,6 +351,21 @@ def _check_fit(model: nn.Module, source: "_Source", data: Any, task: Task) -> No
         finally:
             model.train(was)
     task.check_outputs(out, data)
+    _check_vocabulary(model, data)
+
+
+def _check_vocabulary(model: nn.Module, data: Any) -> None:
+    """Token ids past the model's embedding would be clamped to its last row: say so before training."""
+    from trimnet.errors import ModelError
+
+    vocab = (getattr(data, "info", None) or {}).get("vocab")
+    if getattr(data, "kind", None) != "text" or not vocab:
+        return
+    embedding = next((m for m in model.modules() if isinstance(m, nn.Embedding)), None)
+    if embedding is not None and embedding.num_embeddings < int(vocab):
+        raise ModelError(f"the run's tokenizer has {vocab} tokens but the model's embedding holds "
+                         f"{embedding.num_embeddings}; ids past it would all read as its last row: set "
+                         f"--model.options.vocab_size {vocab} (or lower --data.vocab_size)")
 
 
 class _Source:
