@@ -136,7 +136,9 @@ def test_fuzz_infer_bodies(client):
 
     one()
     assert seen["requests"] >= 400
-    assert seen["ok"] >= 10  # the fuzzer reaches the model, not just the parser
+    # the fuzzer reaches the model, not just the parser: 8 to 38 of the 400 examples answer 200,
+    # depending on the seed (one full-suite run drew 8), so the guard asks for a few
+    assert seen["ok"] >= 5
     assert {200, 400, 413} <= seen["statuses"]
 
 
