@@ -369,9 +369,10 @@ def _summary_rows(cfg: PipelineConfig, out: Path, trained: _Trained, result: "Op
          **figures(tgt, "original", check.get("original_ms") if paired else None)},
         {"name": f"winner: {best.description}", "winner": True, "test_accuracy": result.test_accuracy,
          "macs": best.macs, "params": best.params, "size_bytes": _file_size(out / "best" / model_file),
-         **(figures(best.backend, "winner", check.get("winner_ms") if paired else None) if not best.original
-            else figures(tgt, "original"))},  # the original kept: the same model, the same figures
+         **figures(best.backend, "winner", check.get("winner_ms") if paired else None)},
     ]
+    if best.original:  # the original kept: the same model as the baseline, so the baseline's figures (1.0x)
+        rows[2].update({k: rows[1][k] for k in ("p50_ms", "p99_ms", "throughput", "flagged")})
     # one baseline for every ratio: the original on the target runtime, the model the search started from
     base_ms, base_tput = rows[1]["p50_ms"], rows[1]["throughput"]
     for row in rows:
