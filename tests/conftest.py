@@ -42,3 +42,16 @@ def cpu_burner():
             p.kill()
         for p in procs:
             p.wait()
+
+
+@pytest.fixture
+def cli(capfd):
+    """Run the trimnet command in this process: (exit code, stdout, stderr)."""
+    from trimnet.cli.main import main
+
+    def run(*argv):
+        code = main([str(a) for a in argv])
+        out, err = capfd.readouterr()
+        return code, out, err
+
+    return run

@@ -41,17 +41,6 @@ def _temp_files(root: Path) -> list[Path]:
 
 
 @pytest.fixture
-def cli(capfd):
-    """Run the trimnet command in this process: (exit code, stdout, stderr)."""
-    def run(*argv):
-        code = main([str(a) for a in argv])
-        out, err = capfd.readouterr()
-        return code, out, err
-
-    return run
-
-
-@pytest.fixture
 def clean_error():
     return _assert_clean_error
 

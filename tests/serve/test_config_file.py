@@ -8,16 +8,6 @@ from trimnet.cli.main import main
 TOKEN = "secret-token-456"
 
 
-@pytest.fixture
-def cli(capfd):
-    def run(*argv):
-        code = main([str(a) for a in argv])
-        out, err = capfd.readouterr()
-        return code, out, err
-
-    return run
-
-
 def test_print_config_prints_yaml_that_c_reads_back(cli, tmp_path):
     code, out, err = cli("serve", "--print-config")
     assert code == 0, err

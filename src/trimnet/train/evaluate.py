@@ -133,7 +133,7 @@ def _set_mode(model: nn.Module, training: bool) -> None:
         pass  # a torch.export program: traced in eval mode, and it refuses mode changes
 
 
-def _split_batches(data: Any, split: str, batch_size: int):
+def split_batches(data: Any, split: str, batch_size: int):
     """(x, y) batches of a split: slices of its tensors, or a streamed split read from disk."""
     from trimnet.data.stream import StreamingDataset
 
@@ -190,7 +190,7 @@ def evaluate(model: Any, data: Any = None, split: str = "test", *, backend: str 
         data = dataset_of(artifact)
     task = task_for(data, task if task is not None else (artifact.task if artifact is not None else None),
                     metric=metric)
-    outputs, y = _outputs(model, _split_batches(data, split, batch_size), backend, batch_size, device)
+    outputs, y = _outputs(model, split_batches(data, split, batch_size), backend, batch_size, device)
     if len(y) == 0:
         raise DataError(f"the {split} split of {data.name} is empty; evaluate another split")
     task.check_outputs(outputs, data)

@@ -420,29 +420,27 @@ class _Streamed(_Source):
 
 
 def _source(data: Any, device: torch.device, cfg: TrainConfig) -> _Source:
-    from trimnet.data.stream import StreamingDataset
-
-    if isinstance(data, StreamingDataset):
+    if isinstance(data, _streaming()):
         return _Streamed(data.splits["train"], device, data.workers)
     return _InMemory(data.x_train, data.y_train, device)
 
 
 def _split_size(data: Any, split: str) -> int:
-    from trimnet.data.stream import StreamingDataset
-
-    return len(data.splits[split]) if isinstance(data, StreamingDataset) else len(data.split(split)[1])
+    return len(data.splits[split]) if isinstance(data, _streaming()) else len(data.split(split)[1])
 
 
 def _score(run: _Run, split: str) -> tuple[float, float]:
     """The task's metric and loss on a split: its tensors, or a streamed split read batch by batch."""
-    from trimnet.data.stream import StreamingDataset
-    from trimnet.train.evaluate import score_and_loss, score_and_loss_batches
+    from trimnet.train.evaluate import score_and_loss_batches, split_batches
 
-    if isinstance(run.data, StreamingDataset):
-        loader = run.data.loader(split, run.cfg.eval_batch_size, shuffle=False, workers=run.data.workers)
-        return score_and_loss_batches(run.model, loader, run.task, run.device)
-    x, y = run.data.split(split)
-    return score_and_loss(run.model, x, y, run.task, run.cfg.eval_batch_size, run.device)
+    return score_and_loss_batches(run.model, split_batches(run.data, split, run.cfg.eval_batch_size), run.task,
+                                  run.device)
+
+
+def _streaming() -> type:
+    from trimnet.data.stream import StreamingDataset
+
+    return StreamingDataset
 
 
 def _data_meta(data: Dataset, run_config: RunConfig | None) -> dict:
