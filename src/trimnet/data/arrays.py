@@ -59,30 +59,12 @@ def from_arrays(x: Any, y: Any, *, task: str = "classification", class_names: Se
 
 
 def regression_from_raw(raw: RawData, *, name: str, val_split: float, test_split: float, seed: int) -> Dataset:
-    """A reader's output read as real-valued targets (``data.task: regression``).
-
-    Readers encode labels as classes (sorted unique values); the class names give the numbers back."""
-    if raw.kind == "text":
-        raise DataError(f"{raw.origin}: data.task regression reads numeric features (csv, npz, folders); "
-                        "text sources are classification only")
-
-    def numbers(y: np.ndarray) -> np.ndarray:
-        from trimnet.data.csv import _is_number
-
-        try:
-            values = np.array([float(c) for c in raw.class_names], dtype=np.float64)
-        except ValueError:
-            bad = next(c for c in raw.class_names if not _is_number(c))
-            raise DataError(f"{raw.origin}: the target {bad!r} is not a number; data.task regression needs "
-                            "real-valued targets (or use data.task classification)") from None
-        return values[y].astype(np.float32)
-
-    if raw.targets is not None:  # the reader kept the real values
-        y, test = raw.targets, raw.test
-    else:
-        y, test = numbers(raw.y), None if raw.test is None else (raw.test[0], numbers(raw.test[1]))
-    data = from_arrays(raw.x, y, task="regression", name=name, val_split=val_split,
-                       test_split=test_split, seed=seed, shipped_test=test)
+    """A reader's real-valued targets (``data.task: regression``) split and standardized as ``from_arrays`` does."""
+    if raw.targets is None:
+        raise DataError(f"{raw.origin}: data.task regression reads csv and npz sources (numeric features, a "
+                        "numeric target); use data.task classification for this source")
+    data = from_arrays(raw.x, raw.targets, task="regression", name=name, val_split=val_split,
+                       test_split=test_split, seed=seed, shipped_test=raw.test)
     del data.info["in_memory"]  # a file: the artifact records the source, as for classification
     data.info["origin"] = raw.origin
     return data

@@ -50,6 +50,14 @@ def read(rest: str, cfg: DataConfig) -> RawData:
         raise DataError(f"{name} row {lines[r]}, column {header[feature_cols[c]]!r}: {features[r][c]!r} "
                         "is not a finite float32 number; clean or drop that row")
 
+    if cfg.task == "regression":  # the label column's real values are the targets
+        bad = next((i for i, v in enumerate(labels) if not _is_number(v)), None)
+        if bad is not None:
+            raise DataError(f"{name} row {lines[bad]}, column {header[label_col]!r}: the target {labels[bad]!r} is "
+                            "not a number; data.task regression needs real-valued targets "
+                            "(or use data.task classification)")
+        return RawData(x=x.reshape(len(rows), len(feature_cols)), y=np.zeros(len(rows), np.int64), class_names=[],
+                       kind="tabular", origin=str(path), targets=np.array(labels, dtype=np.float32))
     class_names, y = _encode_labels(labels)
     return RawData(x=x.reshape(len(rows), len(feature_cols)), y=y, class_names=class_names,
                    kind="tabular", origin=str(path))

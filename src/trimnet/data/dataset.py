@@ -22,7 +22,7 @@ class RawData:
     origin: str  # the file or name it came from, for error messages
     test: tuple[np.ndarray, np.ndarray] | None = None  # a test split the source ships with
     text: Any = None  # kind "text": a trimnet.data.text.TextSamples (raw strings, tokenized after the split)
-    targets: np.ndarray | None = None  # data.task regression, from readers that keep real values (npz)
+    targets: np.ndarray | None = None  # data.task regression: the real-valued targets (csv, npz)
 
 
 @dataclass
