@@ -3,8 +3,8 @@
 Errors answer ``{"error": message}`` with a 4xx status, or 503 (with ``Retry-After``) when
 the server is full or shutting down; a request cannot make it answer any other 5xx.
 The routes live in ``routes_health.py`` (health, metadata), ``routes_infer.py`` (inference),
-``routes_repository.py`` (statistics, repository, configuration, metrics); ``gate.py`` is the
-middleware every request passes.
+``routes_repository.py`` (statistics, repository, configuration, metrics); ``gate.py`` is what
+every request passes first, ahead of FastAPI.
 """
 
 # no ``from __future__ import annotations``: FastAPI reads the exception handlers' annotations, and
@@ -20,7 +20,7 @@ from trimnet.serve.model import ServedModel
 from trimnet.serve.protocol import RequestError
 from trimnet.serve.rest import error_response
 from trimnet.serve.routes_health import add_health_routes, add_model_routes
-from trimnet.serve.routes_infer import add_infer_routes
+from trimnet.serve.routes_infer import INFER_PATHS, InferEndpoint, add_infer_routes, infer_route
 from trimnet.serve.routes_repository import add_config_and_stats_routes, add_metrics_route, add_repository_routes
 from trimnet.serve.service import Service
 
@@ -49,15 +49,16 @@ def create_app(models: Iterable[ServedModel | Any], config: ServeConfig | None =
     if "telemetry" in inspect.signature(FastAPI).parameters:
         # FastAPI >= 0.16x looks up OpenTelemetry providers on every request; /metrics covers what we report
         extra["telemetry"] = {"tracing": False, "metrics": False, "logs": False}
-    app = FastAPI(title="trimnet serve", version=__version__, description=DESCRIPTION,
-                  lifespan=_lifespan(service, grpc_address, shutdown_timeout), **extra)
+    app = _serve_app_class(FastAPI)(title="trimnet serve", version=__version__, description=DESCRIPTION,
+                                    lifespan=_lifespan(service, grpc_address, shutdown_timeout), **extra)
     app.state.config = config
     app.state.service = service
     app.state.metrics = service.metrics
     app.state.batchers = service.batchers
     app.state.models = service.models
-    app.add_middleware(Gate, metrics=service.metrics, token=config.token, max_inflight=config.max_inflight,
-                       retry_after=config.retry_after_s)
+    app.gate = Gate(app.dispatch, metrics=service.metrics, token=config.token, max_inflight=config.max_inflight,
+                    retry_after=config.retry_after_s)
+    app.infer_endpoints = {route: InferEndpoint(service, route) for route in INFER_PATHS}
     _add_error_handlers(app)
     add_health_routes(app, service)
     add_repository_routes(app, service)  # "/v2/models/stats" ahead of the model named "{name}"
@@ -66,6 +67,31 @@ def create_app(models: Iterable[ServedModel | Any], config: ServeConfig | None =
     add_infer_routes(app, service)
     add_metrics_route(app, service)
     return app
+
+
+def _serve_app_class(fastapi_class):
+    """FastAPI, with every request passing the ``Gate`` first and inference skipping the router.
+
+    Starlette's and FastAPI's middleware and routing took about 15 % of the event loop's time per
+    inference request (``py-spy``, benchmarks/serve_load.py); an infer path goes straight to its
+    endpoint, everything else through FastAPI as usual.
+    """
+
+    class ServeApp(fastapi_class):
+        async def __call__(self, scope, receive, send):
+            if scope["type"] == "http":
+                return await self.gate(scope, receive, send)
+            return await super().__call__(scope, receive, send)
+
+        async def dispatch(self, scope, receive, send):
+            found = infer_route(scope)
+            if found is None:
+                return await super().__call__(scope, receive, send)
+            route, params = found
+            scope["path_params"] = params
+            return await self.infer_endpoints[route](scope, receive, send)
+
+    return ServeApp
 
 
 def _lifespan(service: Service, grpc_address: str | None, shutdown_timeout: float):

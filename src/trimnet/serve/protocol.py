@@ -269,13 +269,14 @@ def outputs(request: InferRequest, probabilities: np.ndarray, class_names: Seque
     # ties: the lower index first, like argmax; NaN scores (a diverging model) sort last
     order = np.argsort(-probabilities, axis=1, kind="stable")
     top = order[:, :k]
+    rows = np.arange(batch)[:, None]  # indexing by rows and columns: take_along_axis cost 4 % of a request
     encoded = [c.encode("utf-8") for c in class_names]
     tensors = []
     for out in request.outputs:
         if out.class_count:
             n = out.class_count
             best = order[:, :n]
-            values = np.take_along_axis(probabilities, best, axis=1)
+            values = probabilities[rows, best]
             data = [f"{float(v):f}:{i}:{class_names[i]}".encode("utf-8")
                     for v, i in zip(values.ravel().tolist(), best.ravel().tolist())]
             tensors.append(Tensor(out.name, "BYTES", [batch, n], data))
@@ -286,7 +287,7 @@ def outputs(request: InferRequest, probabilities: np.ndarray, class_names: Seque
         elif out.name == "classes":
             tensors.append(Tensor(out.name, "BYTES", [batch, k], [encoded[i] for i in top.ravel().tolist()]))
         else:
-            tensors.append(Tensor(out.name, "FP32", [batch, k], np.take_along_axis(probabilities, top, axis=1)))
+            tensors.append(Tensor(out.name, "FP32", [batch, k], probabilities[rows, top]))
     return tensors
 
 

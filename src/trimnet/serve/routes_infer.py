@@ -1,7 +1,9 @@
-"""``POST /v2/models/{name}[/versions/{version}]/infer``: a plain ASGI endpoint ahead of FastAPI's router.
+"""``POST /v2/models/{name}[/versions/{version}]/infer``: a plain ASGI endpoint that skips FastAPI.
 
 FastAPI's per-request machinery (dependency solving, telemetry, exit stacks) cost more server time
-than parsing and batching together (benchmarks/serve_load.py), so no FastAPI route serves inference;
+than parsing and batching together (benchmarks/serve_load.py), so no FastAPI route serves inference:
+the app hands an infer path (``infer_route``) straight to its endpoint, past Starlette's middleware
+and router (a plain Starlette ``Route`` serves it where the app is mounted under a root path);
 ``/openapi.json`` documents the endpoint all the same.
 """
 
@@ -51,6 +53,23 @@ def _operation(path: str) -> dict:
         "responses": {"200": {"description": "Successful Response", **json_content(INFER_RESPONSE_SCHEMA)},
                       **{str(c): ERRORS[c] for c in (400, 404, 413, 422, 503)}},
     }
+
+
+def infer_route(scope) -> tuple[str, dict[str, str]] | None:
+    """(route, path parameters) when ``scope`` is a POST to an infer path, else None (the router decides).
+
+    It matches what the router's ``Route``s would: one path segment for the name and the version.
+    """
+    path = scope["path"]
+    if scope["method"] != "POST" or not path.startswith("/v2/models/") or not path.endswith("/infer") \
+            or scope.get("root_path"):
+        return None
+    parts = path[len("/v2/models/"):-len("/infer")].split("/")
+    if len(parts) == 1 and parts[0]:
+        return INFER_PATH, {"name": parts[0]}
+    if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
+        return INFER_PATHS[1], {"name": parts[0], "version": parts[2]}
+    return None
 
 
 async def receive_body(scope, receive, limit: int) -> bytes:
