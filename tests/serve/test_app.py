@@ -274,3 +274,38 @@ def test_shutdown_finishes_queued_requests():
     answers, late = asyncio.run(main())
     assert [r.status_code for r in answers] == [200] * 6
     assert late.status_code == 503 and "shutting down" in late.json()["error"]
+
+
+@pytest.mark.parametrize("limit", ["max_inflight", "max_queue"])
+def test_a_capacity_refusal_is_answered_after_the_refusal_delay(limit):
+    """Clients that retry at once cost a refusal per pause, not per round trip; a drain's 503 is not held."""
+    limits = {"max_inflight": 1, "max_queue": 64} if limit == "max_inflight" else {"max_batch": 1, "max_queue": 1}
+
+    async def refusals(delay_ms: float, draining: bool = False) -> list[tuple[float, str]]:
+        app = create_app([slow_model(seconds=0.3)], ServeConfig(max_delay_ms=0, refusal_delay_ms=delay_ms, **limits))
+        app.state.service.draining = draining
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as ac:
+            async def timed():
+                t0 = time.perf_counter()
+                r = await ac.post("/v2/models/slow/infer", json=small_body())
+                return r, time.perf_counter() - t0
+
+            answers = await asyncio.gather(*(timed() for _ in range(12)))
+        refused = [(waited, r.json()["error"]) for r, waited in answers if r.status_code == 503]
+        assert refused and all(r.headers["retry-after"] == "1" for r, _ in answers if r.status_code == 503)
+        return refused
+
+    held = asyncio.run(refusals(250))
+    assert min(w for w, _ in held) >= 0.24, held
+    assert all(("handling 1 requests" if limit == "max_inflight" else "at capacity") in why for _, why in held)
+    assert min(w for w, _ in asyncio.run(refusals(0))) < 0.2
+    if limit == "max_queue":
+        drained = asyncio.run(refusals(250, draining=True))
+        assert min(w for w, _ in drained) < 0.2 and all("shutting down" in why for _, why in drained)
+
+
+def test_refusal_delay_is_checked():
+    for bad in (-1, 10_001, "x", True):
+        with pytest.raises(tn.ConfigError, match="refusal_delay_ms"):
+            ServeConfig(refusal_delay_ms=bad)

@@ -37,6 +37,9 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--max-delay-ms", type=float, help="how long a request waits for others to join (default 2)")
     p.add_argument("--max-queue", type=int, help="samples waiting at most; past it, 503 (default 1024)")
     p.add_argument("--max-inflight", type=int, help="requests handled at once at most; past it, 503 (default 256)")
+    p.add_argument("--refusal-delay-ms", type=float,
+                   help="pause before a 503 for capacity, so that clients retrying at once cannot swamp the "
+                        "server with refusals (default 100; 0: answer at once)")
     p.add_argument("--max-body-mb", type=float, help="request body limit in MiB; past it, 413 (default 8)")
     p.add_argument("--top-k", type=int, help="classes returned per sample (default 1; requests may ask otherwise)")
     p.add_argument("--no-normalize", action="store_true",
@@ -85,7 +88,7 @@ def serve_config(args: argparse.Namespace):
     if args.max_body_mb is not None and not args.max_body_mb > 0:
         raise ConfigError(f"--max-body-mb must be positive, got {args.max_body_mb}")
     flags = {"max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms, "max_queue": args.max_queue,
-             "max_inflight": args.max_inflight, "top_k": args.top_k, "token": args.token,
+             "max_inflight": args.max_inflight, "refusal_delay_ms": args.refusal_delay_ms, "top_k": args.top_k, "token": args.token,
              "max_body_bytes": None if args.max_body_mb is None else int(args.max_body_mb * 1024 * 1024),
              "normalize": False if args.no_normalize else None}
     config = section_config(ServeConfig, "serve", args.config, flags, getattr(args, "overrides", None) or [], "serve")

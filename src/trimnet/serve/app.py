@@ -57,7 +57,7 @@ def create_app(models: Iterable[ServedModel | Any], config: ServeConfig | None =
     app.state.batchers = service.batchers
     app.state.models = service.models
     app.gate = Gate(app.dispatch, metrics=service.metrics, token=config.token, max_inflight=config.max_inflight,
-                    retry_after=config.retry_after_s)
+                    retry_after=config.retry_after_s, refusal_delay=config.refusal_delay_s)
     app.infer_endpoints = {route: InferEndpoint(service, route) for route in INFER_PATHS}
     _add_error_handlers(app)
     add_health_routes(app, service)

@@ -24,6 +24,9 @@ class ServeConfig:
     max_inflight: int = 256  # HTTP requests being handled at once; past it, 503 with Retry-After
     max_body_bytes: int = 8 * 1024 * 1024  # request body limit; past it, 413
     retry_after_s: int = 1  # the Retry-After header of a 503
+    # a 503 for capacity (max_inflight or max_queue) is answered after this pause: a client that retries
+    # at once, ignoring Retry-After, then costs the server a refusal per pause, not per round trip
+    refusal_delay_ms: float = 100.0
     normalize: bool = True  # apply each artifact's training normalization (per request: parameters.normalize)
     top_k: int = 1  # classes returned per sample unless a request asks (parameters.top_k)
     token: str | None = None  # bearer token every route but /v2/health/* needs; None: no authentication
@@ -40,6 +43,9 @@ class ServeConfig:
         if self.max_queue < self.max_batch:
             raise ConfigError(f"serve: max_queue ({self.max_queue}) must hold at least one batch "
                               f"(max_batch {self.max_batch}); raise --max-queue")
+        if not isinstance(self.refusal_delay_ms, (int, float)) or isinstance(self.refusal_delay_ms, bool) \
+                or not 0 <= self.refusal_delay_ms <= 10_000:
+            raise ConfigError(f"serve: refusal_delay_ms must be between 0 and 10000, got {self.refusal_delay_ms!r}")
         if not isinstance(self.retry_after_s, int) or self.retry_after_s < 0:
             raise ConfigError(f"serve: retry_after_s must be a non-negative integer, got {self.retry_after_s!r}")
         if self.token is not None and (not isinstance(self.token, str) or not self.token.strip()):
@@ -51,6 +57,10 @@ class ServeConfig:
     @property
     def max_delay_s(self) -> float:
         return self.max_delay_ms / 1000.0
+
+    @property
+    def refusal_delay_s(self) -> float:
+        return self.refusal_delay_ms / 1000.0
 
     def to_dict(self) -> dict:
         out = asdict(self)

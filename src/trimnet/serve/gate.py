@@ -1,5 +1,6 @@
 """The gate every HTTP request passes: counted and timed, the token checked, requests in flight bounded."""
 
+import asyncio
 import hmac
 import json
 import time
@@ -14,12 +15,14 @@ ROUTE_KEY = "trimnet.route"  # where InferEndpoint names its route for the metri
 class Gate:
     """Plain ASGI middleware: counts and times every request, checks the token, bounds requests in flight."""
 
-    def __init__(self, app, *, metrics: Metrics, token: str | None, max_inflight: int, retry_after: int):
+    def __init__(self, app, *, metrics: Metrics, token: str | None, max_inflight: int, retry_after: int,
+                 refusal_delay: float = 0.0):
         self.app = app
         self.metrics = metrics
         self.token = token.encode() if token else None
         self.max_inflight = max_inflight
         self.retry_after = str(retry_after).encode()
+        self.refusal_delay = refusal_delay  # seconds before a 503 for max_inflight (see ServeConfig)
         self.inflight = 0
 
     async def __call__(self, scope, receive, send):
@@ -40,6 +43,8 @@ class Gate:
                 await _respond(send_status, 401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
                                [(b"www-authenticate", b"Bearer")])
             elif self.inflight >= self.max_inflight and not probe:
+                if self.refusal_delay > 0:
+                    await asyncio.sleep(self.refusal_delay)
                 await _respond(send_status, 503, f"the server is handling {self.inflight} requests, its limit",
                                [(b"retry-after", self.retry_after)])
             else:

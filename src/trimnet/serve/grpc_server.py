@@ -170,7 +170,11 @@ def build_servicer(service: Service):
                     yield pb.ModelStreamInferResponse(error_message=str(exc))
 
         async def _infer(self, request):
-            service.admit(request.model_name)
+            try:
+                service.admit(request.model_name)
+            except RequestError as exc:
+                await service.hold_refusal(exc)
+                raise
             model, req = parse_request(request, service)
             tensors = await service.infer(model, req)
             response = pb.ModelInferResponse(model_name=model.name, model_version=VERSION, id=request.id)

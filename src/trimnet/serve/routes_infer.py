@@ -113,8 +113,9 @@ class InferEndpoint:
             try:
                 model = service.model(params["name"], params.get("version"))
                 service.admit(model.name)  # from the path alone: a full queue costs no parsing
-            except RequestError:
+            except RequestError as exc:
                 await drain_body(receive)  # unread, so that the connection can carry the next request
+                await service.hold_refusal(exc)
                 raise
             body = await receive_body(scope, receive, service.config.max_body_bytes)
             length = None

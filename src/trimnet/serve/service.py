@@ -77,6 +77,11 @@ class Service:
     def unavailable(self, message: str) -> RequestError:
         return RequestError(message, 503, {"Retry-After": str(self.config.retry_after_s)})
 
+    async def hold_refusal(self, exc: RequestError) -> None:
+        """Pause ``refusal_delay`` before answering a 503 for capacity (not one for shutting down)."""
+        if exc.status == 503 and not self.draining and self.config.refusal_delay_s > 0:
+            await asyncio.sleep(self.config.refusal_delay_s)
+
     def admit(self, name: str) -> None:
         """Refuse (503) before anything is read when shutting down or when the model's queue is full."""
         if self.draining:
