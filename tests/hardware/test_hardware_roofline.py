@@ -83,7 +83,8 @@ def test_local_device_from_calibration(fake_profile, fake_calibration):
 def test_graph_runtimes_fuse_what_they_fuse(fake_profile, fake_calibration):
     ort = estimate(fake_profile, "local", calibration=fake_calibration, backend="onnxruntime")
     assert [layer.fused for layer in ort.layers] == [False, True, True]
-    assert ort.latency_s == pytest.approx(20.007e-3 + 20e-6)
+    # a graph runtime's convolution is timed as a chain's slope, which holds its node's dispatch: no layer_s
+    assert ort.latency_s == pytest.approx(20.005e-3 + 20e-6)
     with pytest.raises(ConfigError, match="no calibration for openvino/bf16"):
         estimate(fake_profile, "local", calibration=fake_calibration, backend="openvino:precision=bf16")
 

@@ -21,6 +21,7 @@ import torch
 
 from trimnet.errors import ConfigError, TrimnetError
 from trimnet.hardware import measure, onnx_graphs
+from trimnet.hardware.attention import fit_attention
 from trimnet.hardware.calibration import Calibration, Series, describe_machine, save_calibration
 from trimnet.hardware.curves import fit_compute, fit_pass
 from trimnet.precision import Precision
@@ -144,7 +145,7 @@ def _calibrate_series(backend: str, dtype: str, options: dict, how: CalibrationP
         if dtype != Precision.FP32 and not _runs_at(precision, dtype):
             cal.skipped[f"{backend}/{dtype}"] = f"this CPU runs {backend} at {precision}, not {dtype}"
             return None, []
-        times = _onnx_times(backend, opts, ops, tmp, seconds, rounds, tiny, cal.clock)
+        times, tiny, node_s = _onnx_times(backend, opts, ops, tmp, seconds, rounds, tiny, cal.clock)
     points = [{"series": f"{backend}/{dtype}", "op": op.kind, "shape": list(op.shape), "gemm": list(op.gemm()),
                "flops": op.flops, "bytes": op.bytes(dtype), "amount": op.amount(dtype), "seconds": t}
               for op, t in zip(ops, times)]
@@ -156,20 +157,24 @@ def _calibrate_series(backend: str, dtype: str, options: dict, how: CalibrationP
         else:
             series.call_s, series.layer_s = _module_overheads(backend, threads, seconds, cal.clock)
     else:
-        series.call_s = tiny
+        series.call_s, series.layer_s = tiny, node_s
     return series, points
 
 
 def _onnx_times(backend: str, opts: dict, ops: list[measure.Op], tmp: Path, seconds: float, rounds: int,
-                tiny: float, clock: str) -> list[float]:
-    """Each op's own time on a graph runtime.
+                tiny: float, clock: str) -> tuple[list[float], float, float]:
+    """Each op's own time on a graph runtime, the call overhead of a one-node graph, and the cost of a node.
 
     A shape-keeping convolution or matmul is timed as the slope of a chain of copies, which leaves
     out the layout conversions a lone node pays at the graph's input and output (a model pays them
-    once); the others are timed alone, less the call overhead of a one-node graph (``tiny``).
+    once); the others are timed alone, less the call overhead of a one-node graph (``tiny``), which
+    is timed again in the same interleaved rounds (the lower of the two): a call overhead timed
+    apart, under another moment's load, would be subtracted from every lone op. That leaves out
+    the dispatch of one node per op, which a model pays for each of its nodes: the cost of a node
+    is the slope of a chain of ``CHAIN_LENGTH`` tiny ones (the series' ``layer_s``).
     """
-    repeat = measure.CHAIN_REPEAT
-    graphs = [(op, 1) for op in ops] + [(op, repeat) for op in ops if op.chains]
+    repeat, n = measure.CHAIN_REPEAT, measure.CHAIN_LENGTH
+    graphs = [(op, 1) for op in ops] + [(op, repeat) for op in ops if op.chains] + [("tiny", 1), ("tiny", n)]
     runners = []
     try:
         for op, n in graphs:
@@ -178,12 +183,14 @@ def _onnx_times(backend: str, opts: dict, ops: list[measure.Op], tmp: Path, seco
     finally:
         for r, _ in runners:
             r.close()
+    tiny = min(tiny, raw[("tiny", 1)])
+    node_s = max((raw[("tiny", n)] - raw[("tiny", 1)]) / (n - 1), 0.0)
     times = []
     for op in ops:
         alone = raw[(op, 1)]
         own = (raw[(op, repeat)] - alone) / (repeat - 1) if op.chains else alone - tiny
         times.append(max(own, 0.02 * alone))
-    return times
+    return times, tiny, node_s
 
 
 def _module_overheads(backend: str, threads: int, seconds: float, clock: str) -> tuple[float, float]:
@@ -234,7 +241,9 @@ def _fit(backend: str, dtype: str, points: list[dict], precision: str | None) ->
         pts = of(kind)
         curves[kind] = fit_compute([tuple(p["gemm"]) for p in pts], [p["flops"] for p in pts],
                                    [p["bytes"] for p in pts], [p["seconds"] for p in pts], passes["elementwise"].rate)
-    return Series(backend, dtype, 0.0, 0.0, curves["matmul"], curves["conv"], passes, precision)
+    attention = of("attention")
+    return Series(backend, dtype, 0.0, 0.0, curves["matmul"], curves["conv"], passes, precision,
+                  attention=fit_attention([tuple(p["shape"]) for p in attention], [p["seconds"] for p in attention]))
 
 
 def _overhead_series(backend: str, dtype: str, borrows: str | None, threads: int, seconds: float,
@@ -248,4 +257,4 @@ def _overhead_series(backend: str, dtype: str, borrows: str | None, threads: int
     module = measure.torch_module_times(backend, threads, seconds * 2, cal.clock)
     call_s = max(module["whole_1"] - module["alone_1"], 0.0)
     return Series(backend, dtype, call_s, 0.0, base.matmul, base.conv, base.passes,
-                  precision=Precision.parse(dtype).element, borrowed=borrows)
+                  precision=Precision.parse(dtype).element, borrowed=borrows, attention=base.attention)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from trimnet.errors import ConfigError
+from trimnet.hardware.attention import AttentionCurve
 from trimnet.hardware.curves import ComputeCurve, PassCurve, Rate
 
 CACHE_ENV = "TRIMNET_CACHE"
@@ -44,12 +45,13 @@ class Series:
     backend: str
     dtype: str
     call_s: float  # per inference call (runner, bindings, input conversion)
-    layer_s: float  # per executed layer beyond its kernel (module dispatch); 0 for graph runtimes
+    layer_s: float  # per executed layer beyond its kernel (module dispatch; a graph runtime's: per node)
     matmul: ComputeCurve
     conv: ComputeCurve
     passes: dict[str, PassCurve]  # elementwise, norm, pool, add, gelu, layernorm, dwconv, attention
     precision: str | None = None  # what the runtime reported it ran
     borrowed: str | None = None  # where kernels were not measured on this backend, the series they come from
+    attention: AttentionCurve | None = None  # attention's core term by term (``attention``); None: the pass alone
 
     @property
     def key(self) -> str:
@@ -64,13 +66,14 @@ class Series:
         return {"backend": self.backend, "dtype": self.dtype, "call_s": self.call_s, "layer_s": self.layer_s,
                 "matmul": self.matmul.to_dict(), "conv": self.conv.to_dict(),
                 "passes": {k: v.to_dict() for k, v in self.passes.items()}, "precision": self.precision,
-                "borrowed": self.borrowed}
+                "borrowed": self.borrowed, "attention": self.attention.to_dict() if self.attention else None}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Series":
         return cls(d["backend"], d["dtype"], float(d["call_s"]), float(d["layer_s"]),
                    ComputeCurve.from_dict(d["matmul"]), ComputeCurve.from_dict(d["conv"]),
-                   {k: PassCurve.from_dict(v) for k, v in d["passes"].items()}, d.get("precision"), d.get("borrowed"))
+                   {k: PassCurve.from_dict(v) for k, v in d["passes"].items()}, d.get("precision"), d.get("borrowed"),
+                   AttentionCurve.from_dict(d["attention"]) if d.get("attention") else None)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from trimnet.errors import ConfigError
 from trimnet.hardware.accuracy import predictor_error
+from trimnet.hardware.attention import EXPORTED_EXTRA_NODES, terms_of_work
 from trimnet.hardware.catalog import BYTES_PER_ELEMENT, Device, check_precision, get_device, load_catalog
 from trimnet.hardware.fitted import build_works, load_params, seconds
 from trimnet.hardware.roofline import MATRIX_ROLES, LayerTime, LayerWork, fused, layer_work
@@ -281,7 +282,10 @@ def _local(profile, device: str, precision: str | None, batch: int, scale: float
     series = cal.get(name, precision)
     error = predictor_error(cal.machine) if error is None else error
     byte_scale = _byte_scale(profile, precision) if precision in BYTES_PER_ELEMENT else 1.0
-    layers = [_local_layer(w, series, name) for w in _works(profile, scale, byte_scale)]
+    works = _works(profile, scale, byte_scale)
+    unfused = _adds_after_matmul(works) if name in ADDS_FUSED_ONLY_INTO_CONV else set()
+    graph = not _runs_module(name)
+    layers = [_local_layer(w, series, name, w.name in unfused, graph) for w in works]
     latency = series.call_s + sum(layer.time_s for layer in layers)
     # utilization against the best FLOP/s a calibrated kernel reached (the fitted asymptotes can
     # run past anything measured); kernels borrowed from another series use that one's points
@@ -311,9 +315,32 @@ PASS_OF_ROLE = {"dwconv": "dwconv", "attention": "attention", "norm": "norm", "l
                 "elementwise": "elementwise"}
 
 
-def _local_layer(w: LayerWork, series, runtime: str) -> LayerTime:
-    """One layer on the calibrated machine: its kernel's fitted time plus the backend's per-layer overhead."""
-    overhead = series.layer_s * w.calls
+# graph runtimes that fold a residual add into the convolution before it (onnxruntime's FusedConv takes the
+# shortcut as its sum input) but not into a matrix product: after a linear layer or attention it runs as an Add
+ADDS_FUSED_ONLY_INTO_CONV = frozenset({"onnxruntime"})
+
+
+def _adds_after_matmul(works: list[LayerWork]) -> set[str]:
+    """The residual adds whose body ends in a matrix product (a transformer block's), by layer name."""
+    out = set()
+    for w in works:
+        if w.role != "add":
+            continue
+        body = [v for v in works if v.name.startswith(f"{w.name}.body.") and v.role != "free"]
+        if body and body[-1].role in ("matmul", "attention"):
+            out.add(w.name)
+    return out
+
+
+def _local_layer(w: LayerWork, series, runtime: str, unfused: bool = False, graph: bool = False) -> LayerTime:
+    """One layer on the calibrated machine: its kernel's fitted time plus the backend's per-layer overhead
+    (``unfused``: a layer of a role the runtime fuses elsewhere that it cannot fuse here).
+
+    On a graph runtime (``graph``) the per-layer overhead is a node's dispatch, which the time of a
+    lone op less a one-node graph's leaves out: it is added per node the layer exports to (a bias
+    Add, attention's shape arithmetic), except to convolutions and matrix products, timed as the
+    slope of a chain (which includes it)."""
+    overhead = 0.0 if graph and w.is_gemm else series.layer_s * w.calls
     compute = memory = 0.0
     if w.is_gemm:
         curve = series.conv if w.role == "conv" else series.matmul
@@ -322,7 +349,15 @@ def _local_layer(w: LayerWork, series, runtime: str) -> LayerTime:
         overhead += curve.t0 * w.calls
         if w.bias_bytes and runtime == "onnxruntime":  # MatMul + Add: onnxruntime fuses the bias only on 2-D input
             add = series.passes.get("add") or series.passes["elementwise"]
-            memory += add.time(w.bias_bytes / w.calls) * w.calls
+            bias = add.time(w.bias_bytes / w.calls) * w.calls  # its own node, after the product: the times add up
+            compute, memory = compute + bias, memory + bias
+            overhead += series.layer_s * w.calls
+    elif w.role == "attention" and series.attention is not None and terms_of_work(w) is not None:
+        gemms, moves = (t * w.calls for t in series.attention.split(terms_of_work(w)))
+        # the small GEMMs and the transposes / softmax are different nodes, run one after another:
+        # their times add up, on the side of the larger (the roofline's max then takes the sum)
+        compute, memory = (gemms + moves, moves) if gemms >= moves else (gemms, gemms + moves)
+        overhead += (series.attention.t0 + (series.layer_s * EXPORTED_EXTRA_NODES if graph else 0.0)) * w.calls
     elif w.role != "free":
         curve = series.passes.get(PASS_OF_ROLE[w.role]) or series.passes["elementwise"]
         amount = (w.flops if curve.unit == "flops" else w.bytes) / w.calls
@@ -332,7 +367,8 @@ def _local_layer(w: LayerWork, series, runtime: str) -> LayerTime:
         else:
             memory = seconds
         overhead += curve.t0 * w.calls
-    return LayerTime(w.name, w.type, w.role, w.flops, w.bytes, compute, memory, overhead, fused(w, runtime))
+    return LayerTime(w.name, w.type, w.role, w.flops, w.bytes, compute, memory, overhead,
+                     fused(w, runtime) and not unfused)
 
 
 def _runs_module(backend: str) -> bool:

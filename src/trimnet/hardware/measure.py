@@ -117,8 +117,10 @@ FULL_OPS = _ops(
             ("layernorm", (4, 16)), ("layernorm", (16, 64)), ("layernorm", (2048, 256)),
             ("dwconv", (1, 4, 4, 4, 3, 4)), ("dwconv", (1, 32, 32, 16, 3, 32)), ("dwconv", (1, 96, 96, 28, 3, 96)),
             ("dwconv", (8, 144, 144, 28, 3, 144)),
+            # attention from a few long heads to many short ones (``attention.fit_attention``)
             ("attention", (1, 4, 8)), ("attention", (2, 16, 32)), ("attention", (32, 64, 32)),
-            ("attention", (24, 128, 64))],
+            ("attention", (24, 128, 64)), ("attention", (96, 8, 32)), ("attention", (128, 16, 8)),
+            ("attention", (48, 32, 16)), ("attention", (16, 8, 64))],
 )
 QUICK_OPS = _ops(
     matmuls=[(1, 8, 8), (1, 1024, 1024), (32, 256, 256), (128, 64, 64), (512, 512, 512)],
@@ -129,7 +131,8 @@ QUICK_OPS = _ops(
             ("pool", (1, 4, 4, 4)), ("pool", (8, 64, 32, 32)), ("add", (64,)), ("add", (524_288,)),
             ("gelu", (64,)), ("gelu", (262_144,)), ("layernorm", (4, 16)), ("layernorm", (2048, 256)),
             ("dwconv", (1, 4, 4, 4, 3, 4)), ("dwconv", (1, 96, 96, 28, 3, 96)),
-            ("attention", (1, 4, 8)), ("attention", (32, 64, 32))],
+            ("attention", (1, 4, 8)), ("attention", (2, 16, 32)), ("attention", (32, 64, 32)),
+            ("attention", (96, 8, 32)), ("attention", (128, 16, 8)), ("attention", (48, 32, 16))],
 )
 CHAIN_LENGTH = 30  # tiny layers in the chain that measures per-layer overhead
 CHAIN_REPEAT = 3  # copies of a shape-keeping GEMM in the graph that times it inside a chain

@@ -14,7 +14,7 @@ from trimnet.hardware.measure import Op, time_call
 
 def onnx_graph(op: Op | str, path: Path, repeat: int = 1) -> tuple[Path, tuple[int, ...]]:
     """Write a small ONNX model running ``op`` ``repeat`` times in a chain (or ``"tiny"``: one Relu
-    on 4 values); return its path and input shape."""
+    on 4 values, ``repeat`` of them in a chain: Relu, Neg, Abs, Sigmoid in turn); return its path and input shape."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -34,7 +34,9 @@ def onnx_graph(op: Op | str, path: Path, repeat: int = 1) -> tuple[Path, tuple[i
 
     if op == "tiny":
         shape: tuple[int, ...] = (1, 4)
-        node("Relu", ["x"], "y")
+        kinds = ("Relu", "Neg", "Abs", "Sigmoid")  # varied, so that no runtime drops a repeat as a no-op
+        for i in range(repeat):
+            node(kinds[i % len(kinds)], ["x" if i == 0 else f"h{i - 1}"], "y" if i == repeat - 1 else f"h{i}")
     else:
         kind = op.kind
         if repeat > 1 and not op.chains:
@@ -76,11 +78,15 @@ def onnx_graph(op: Op | str, path: Path, repeat: int = 1) -> tuple[Path, tuple[i
         elif kind == "attention":  # heads split off (B, N, H*E), softmax(q k^T / sqrt(e)) v, heads merged back
             bh, n, e = op.shape
             shape = (1, n, bh * e)
-            heads = numpy_helper.from_array(np.array([1, n, bh, e], dtype=np.int64), "heads")
+            # q, k and v each split from x by a transpose of its own, as a model's three projections are: the
+            # same split spelled three ways (-1 and 0 in a Reshape), which the runtime's common-subexpression
+            # elimination cannot merge into one
+            splits = {"q": [1, n, bh, e], "k": [1, n, -1, e], "v": [0, -1, bh, e]}
             merged = numpy_helper.from_array(np.array([1, n, bh * e], dtype=np.int64), "merged")
-            inits.extend([heads, merged])
-            for t in ("q", "k", "v"):
-                node("Reshape", ["x", "heads"], f"{t}0")
+            inits.append(merged)
+            for t, dims in splits.items():
+                inits.append(numpy_helper.from_array(np.array(dims, dtype=np.int64), f"heads_{t}"))
+                node("Reshape", ["x", f"heads_{t}"], f"{t}0")
                 node("Transpose", [f"{t}0"], t, perm=[0, 2, 1, 3])
             node("Transpose", ["k"], "kt", perm=[0, 1, 3, 2])
             node("MatMul", ["q", "kt"], "s0")
