@@ -96,7 +96,8 @@ def _ops(matmuls, convs, passes) -> list[Op]:
 
 
 # Shapes span the reduction length (9 .. 4608), the output channels (16 .. 1024) and the
-# output positions (1 .. 4096) that small and ImageNet-size models have. Most keep their
+# output positions (1 .. 4096) that small and ImageNet-size models have (convolutions down to 2x2
+# maps: a late 1x1 convolution of MobileNetV2 or ResNet reads more weights than activations). Most keep their
 # shape (cin == cout, k == n) so that graph runtimes can time them inside a chain; the
 # few that do not are first layers (1 or 3 input channels), timed alone.
 FULL_OPS = _ops(
@@ -105,7 +106,7 @@ FULL_OPS = _ops(
     convs=[(1, 1, 32, 16, 3, 1), (1, 3, 32, 32, 3, 1), (16, 3, 32, 32, 3, 1), (1, 16, 16, 64, 3, 1),
            (1, 32, 32, 32, 3, 1), (1, 64, 64, 16, 3, 1), (8, 64, 64, 16, 3, 1), (1, 128, 128, 8, 3, 1),
            (32, 32, 32, 8, 3, 1), (1, 256, 256, 14, 3, 1), (1, 512, 512, 4, 3, 1), (1, 128, 128, 28, 1, 1),
-           (1, 512, 512, 7, 1, 1)],
+           (1, 512, 512, 7, 1, 1), (1, 256, 256, 2, 1, 1), (1, 384, 384, 3, 1, 1)],
     # each pass kind from a few values (its fixed cost) to a few MB (outputs stay under 32 MB:
     # larger ones are fresh pages from the OS on every call, which measures page faults)
     passes=[("elementwise", (64,)), ("elementwise", (16_384,)), ("elementwise", (262_144,)),
