@@ -38,26 +38,40 @@ class Gate:
             await send(message)
 
         try:
-            probe = scope["path"] in OPEN_PATHS  # health probes: no token, and never refused as overload
-            if self.token is not None and not probe and not self._authorized(scope):
-                await _respond(send_status, 401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
-                               [(b"www-authenticate", b"Bearer")])
-            elif self.inflight >= self.max_inflight and not probe:
-                if self.refusal_delay > 0:
-                    await asyncio.sleep(self.refusal_delay)
-                await _respond(send_status, 503, f"the server is handling {self.inflight} requests, its limit",
-                               [(b"retry-after", self.retry_after)])
+            refusal = await self.refusal(scope)
+            if refusal is not None:
+                await _respond(send_status, *refusal)
             else:
-                self.inflight += 1
-                self.metrics.inflight.inc()
+                self.enter()
                 try:
                     await self.app(scope, receive, send_status)
                 finally:
-                    self.inflight -= 1
-                    self.metrics.inflight.dec()
+                    self.leave()
         finally:
             route = getattr(scope.get("route"), "path", None) or scope.get(ROUTE_KEY, "other")
             self.metrics.request(route, scope.get("method", ""), status, time.perf_counter() - start)
+
+    async def refusal(self, scope) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+        """(status, message, headers) to refuse ``scope`` with, or None to let it in.
+
+        A 503 for capacity comes after ``refusal_delay``, so clients that retry at once cannot swamp the server.
+        """
+        probe = scope["path"] in OPEN_PATHS  # health probes: no token, and never refused as overload
+        if self.token is not None and not probe and not self._authorized(scope):
+            return 401, "missing or wrong bearer token (Authorization: Bearer TOKEN)", [(b"www-authenticate", b"Bearer")]
+        if self.inflight >= self.max_inflight and not probe:
+            if self.refusal_delay > 0:
+                await asyncio.sleep(self.refusal_delay)
+            return 503, f"the server is handling {self.inflight} requests, its limit", [(b"retry-after", self.retry_after)]
+        return None
+
+    def enter(self) -> None:
+        self.inflight += 1
+        self.metrics.inflight.inc()
+
+    def leave(self) -> None:
+        self.inflight -= 1
+        self.metrics.inflight.dec()
 
     def _authorized(self, scope) -> bool:
         for key, value in scope["headers"]:
@@ -67,8 +81,12 @@ class Gate:
         return False
 
 
+def refusal_body(message: str) -> bytes:
+    return json.dumps(error_body(message)).encode()
+
+
 async def _respond(send, status: int, message: str, headers: list[tuple[bytes, bytes]]) -> None:
-    body = json.dumps(error_body(message)).encode()
+    body = refusal_body(message)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             *headers]})

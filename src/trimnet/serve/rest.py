@@ -11,6 +11,7 @@ then carries the same header and each binary output its ``binary_data_size``.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,17 +24,71 @@ from trimnet.serve.protocol import (
 HEADER_LENGTH = "inference-header-content-length"
 
 
+class HeaderCache:
+    """Checked JSON headers of binary requests, by their bytes: a client sends the same header again and again.
+
+    Only the header is kept (what it asks for, the input's datatype and shape), never the
+    tensor data; at most ``size`` headers of at most ``max_bytes`` each, the oldest dropped first.
+    """
+
+    def __init__(self, size: int = 256, max_bytes: int = 4096):
+        self.size = size
+        self.max_bytes = max_bytes
+        self._plans: dict[tuple, _Plan] = {}
+
+    def plan(self, header: bytes, binary_bytes: int, spec: InputSpec, normalize: bool, top_k: int) -> _Plan:
+        key = (header, binary_bytes, spec, normalize, top_k)
+        found = self._plans.get(key)
+        if found is None:
+            found = _plan(parse_json(header, "the request's JSON header"), spec, normalize, top_k, binary_bytes)
+            if len(self._plans) >= self.size:
+                del self._plans[next(iter(self._plans))]
+            self._plans[key] = found
+        return found
+
+
 def parse_infer(body: bytes, spec: InputSpec, *, normalize: bool = True, top_k: int = 1,
-                header_length: str | None = None) -> InferRequest:
-    """Check a v2 infer request body (JSON, or JSON + binary tensors) against the model's input."""
-    binary = b""
-    if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(body):
-            raise RequestError(f"Inference-Header-Content-Length {header_length[:40]!r} must be a number of bytes "
-                               f"no larger than the body ({len(body)} bytes)")
-        n = int(header_length)
-        body, binary = body[:n], memoryview(body)[n:]
-    req = parse_json(body, "the request's JSON header" if header_length is not None else "the request body")
+                header_length: str | None = None, cache: HeaderCache | None = None) -> InferRequest:
+    """Check a v2 infer request body (JSON, or JSON + binary tensors) against the model's input.
+
+    ``cache`` remembers checked binary-request headers, so a repeated header is not parsed again.
+    """
+    if header_length is None:
+        return _plan(parse_json(body, "the request body"), spec, normalize, top_k, 0).request(b"")
+    if not header_length.isdigit() or int(header_length) > len(body):
+        raise RequestError(f"Inference-Header-Content-Length {header_length[:40]!r} must be a number of bytes "
+                           f"no larger than the body ({len(body)} bytes)")
+    n = int(header_length)
+    header, binary = bytes(body[:n]), memoryview(body)[n:]
+    if cache is not None and len(binary) and n <= cache.max_bytes:
+        return cache.plan(header, len(binary), spec, normalize, top_k).request(binary)
+    return _plan(parse_json(header, "the request's JSON header"), spec, normalize, top_k, len(binary)).request(binary)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A checked request header: everything but the input's values."""
+
+    id: str | None
+    outputs: tuple[OutputRequest, ...]
+    top_k: int
+    normalize: bool
+    datatype: str
+    shape: tuple[int, ...]
+    count: int
+    binary: bool  # the input's values follow the JSON header (else they are its 'data')
+    data: Any = None
+
+    def request(self, binary: memoryview | bytes) -> InferRequest:
+        """The request, its input decoded from ``binary`` (or from the JSON 'data')."""
+        raw = bytes(binary) if self.binary else None
+        x = decode_input(self.datatype, list(self.shape), self.count, data=self.data, raw=raw)
+        return InferRequest(x=None if isinstance(x, list) else x, texts=x if isinstance(x, list) else None,
+                            id=self.id, outputs=self.outputs, top_k=self.top_k, normalize=self.normalize)
+
+
+def _plan(req: Any, spec: InputSpec, normalize: bool, top_k: int, binary_bytes: int) -> _Plan:
+    """Check a parsed request (JSON) against the model; ``binary_bytes`` follow its JSON header."""
     if not isinstance(req, dict):
         raise RequestError(f"the request body must be a JSON object with 'inputs', not {_kind(req)}")
     request_id = req.get("id")
@@ -47,13 +102,13 @@ def parse_infer(body: bytes, spec: InputSpec, *, normalize: bool = True, top_k: 
     binary_all = params.get("binary_data_output", False)
     if not isinstance(binary_all, bool):
         raise RequestError(f"parameters.binary_data_output must be true or false, not {_short(binary_all)}")
-    x = _parse_inputs(req.get("inputs"), spec, binary)
-    return InferRequest(x=None if isinstance(x, list) else x, texts=x if isinstance(x, list) else None,
-                        id=request_id, outputs=_parse_outputs(req.get("outputs"), binary_all, spec),
-                        top_k=top_k, normalize=normalize)
+    datatype, shape, count, data = _parse_inputs(req.get("inputs"), spec, binary_bytes)
+    return _Plan(request_id, _parse_outputs(req.get("outputs"), binary_all, spec), top_k, normalize, datatype,
+                 tuple(shape), count, binary=data is _BINARY, data=None if data is _BINARY else data)
 
 
-def _parse_inputs(inputs: Any, spec: InputSpec, binary: memoryview | bytes):
+def _parse_inputs(inputs: Any, spec: InputSpec, binary_bytes: int) -> tuple[str, list[int], int, Any]:
+    """The input's datatype, shape, element count and JSON data (``_BINARY`` when its values come binary)."""
     if not isinstance(inputs, list) or not inputs:
         raise RequestError(f"'inputs' must be a list with one tensor {{'name': '{INPUT_NAME}', 'shape': "
                            f"{[-1, *spec.in_shape]}, 'datatype': 'FP32', 'data': [...]}}")
@@ -73,18 +128,19 @@ def _parse_inputs(inputs: Any, spec: InputSpec, binary: memoryview | bytes):
         raise RequestError(f"inputs[0] lacks {', '.join(repr(k) for k in missing)}")
     shape, count = check_input_header(tensor["name"], tensor["datatype"], tensor["shape"], spec)
     if size is None:
-        if len(binary):
-            raise RequestError(f"{len(binary)} bytes follow the JSON header but no input sets "
+        if binary_bytes:
+            raise RequestError(f"{binary_bytes} bytes follow the JSON header but no input sets "
                                "parameters.binary_data_size")
-        return decode_input(tensor["datatype"], shape, count, data=tensor["data"])
-    if not isinstance(size, int) or isinstance(size, bool) or size != len(binary):
-        raise RequestError(f"inputs[0].parameters.binary_data_size is {_short(size)} but {len(binary)} bytes follow "
+        return tensor["datatype"], shape, count, tensor["data"]
+    if not isinstance(size, int) or isinstance(size, bool) or size != binary_bytes:
+        raise RequestError(f"inputs[0].parameters.binary_data_size is {_short(size)} but {binary_bytes} bytes follow "
                            "the JSON header (Inference-Header-Content-Length)")
     if "data" in tensor:
         raise RequestError("inputs[0] has both 'data' and parameters.binary_data_size; send one")
-    return decode_input(tensor["datatype"], shape, count, raw=bytes(binary))
+    return tensor["datatype"], shape, count, _BINARY
 
 
+_BINARY = object()  # _parse_inputs' data of an input whose values come binary
 def _parse_outputs(outputs: Any, binary_all: bool, spec: InputSpec):
     if outputs is None:
         return tuple(OutputRequest(o.name, binary_all) for o in spec.default_outputs)

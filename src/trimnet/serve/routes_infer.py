@@ -13,7 +13,8 @@ import re
 from trimnet.serve.gate import ROUTE_KEY
 from trimnet.serve.protocol import RequestError, error_body
 from trimnet.serve.rest import (
-    ERRORS, HEADER_LENGTH, INFER_REQUEST_SCHEMA, INFER_RESPONSE_SCHEMA, encode_response, json_content, parse_infer,
+    ERRORS, HEADER_LENGTH, INFER_REQUEST_SCHEMA, INFER_RESPONSE_SCHEMA, HeaderCache, encode_response, json_content,
+    parse_infer,
 )
 from trimnet.serve.service import VERSION, Service
 
@@ -102,8 +103,15 @@ class InferEndpoint:
     def __init__(self, service: Service, route: str):
         self.service = service
         self.route = route
+        self.headers = HeaderCache()
 
     async def __call__(self, scope, receive, send):
+        status, headers, data = await self.respond(scope, receive)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
+
+    async def respond(self, scope, receive) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The response to one request: (status, headers, body); every problem with it is a 4xx or a 503."""
         scope[ROUTE_KEY] = self.route
         service = self.service
         headers: dict[str, str] = {}
@@ -123,7 +131,7 @@ class InferEndpoint:
                 if key == HEADER_LENGTH_KEY:
                     length = value.decode("latin-1")
             req = parse_infer(body, service.specs[model.name], normalize=service.config.normalize,
-                              top_k=service.config.top_k, header_length=length)
+                              top_k=service.config.top_k, header_length=length, cache=self.headers)
             tensors = await service.infer(model, req)
             status = 200
             data, header_length = encode_response(model.name, VERSION, req, tensors)
@@ -137,8 +145,7 @@ class InferEndpoint:
         else:
             out += [(b"content-type", b"application/octet-stream"),
                     (HEADER_LENGTH_KEY, str(header_length).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": out})
-        await send({"type": "http.response.body", "body": data})
+        return status, out, data
 
 
 async def drain_body(receive) -> None:

@@ -103,9 +103,11 @@ def serve(sources: Sequence[str | Path], *, names: Sequence[str] | None = None, 
         log.warning("serving on %s without a token: anyone who can reach it can use it (set --token)", host)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
     log.info("listening on %s (models: %s)", url, ", ".join(m.name for m in models))
+    from trimnet.serve.http_direct import direct_protocol
+
     server = draining_server(uvicorn)(
-        uvicorn.Config(app, log_config=None, access_log=access_log, lifespan="on", loop=event_loop(),
-                       timeout_graceful_shutdown=5, timeout_keep_alive=30, backlog=2048),
+        uvicorn.Config(app, http=direct_protocol(app) or "auto", log_config=None, access_log=access_log,
+                       lifespan="on", loop=event_loop(), timeout_graceful_shutdown=5, timeout_keep_alive=30, backlog=2048),
         service=app.state.service, drain_timeout=shutdown_timeout)
     try:
         server.run(sockets=[sock])
