@@ -1,12 +1,12 @@
 """Serving under load, measured with Triton's perf_analyzer: dynamic batching against batch-1, HTTP and gRPC.
 
 The digits CNN (trained here for a few epochs, or ``--run DIR``) is served by ``trimnet
-serve`` in two subprocesses on 127.0.0.1 at once: with dynamic batching (``--max-batch 64
---max-delay-ms 2``) and without (``--max-batch 1``). Triton's ``perf_analyzer`` (its
-defaults: one sample per request, binary tensors, synchronous calls) loads each over HTTP
-and gRPC at 1, 8, 32 and 64 concurrent requests; for each setting the two servers are
-measured in pairs, in the order A B then B A, so that load from elsewhere on the machine hits
-both alike. Throughput and p50/p99 latency come from perf_analyzer's CSV.
+serve`` in subprocesses on 127.0.0.1 at once: with dynamic batching (``--max-batch 64``, one
+server per ``--max-delay-ms``, by default 0 and 2) and without (``--max-batch 1``). Triton's
+``perf_analyzer`` (its defaults: one sample per request, binary tensors, synchronous calls)
+loads each over HTTP and gRPC at 1, 8, 32 and 64 concurrent requests; for each setting the
+servers are measured in turn, in the order A B C then C B A, so that load from elsewhere on
+the machine hits all alike. Throughput and p50/p99 latency come from perf_analyzer's CSV.
 
 Overload: perf_analyzer stops at the first failed request, so goodput under overload is
 measured with this script's own asyncio HTTP/1.1 clients: 32 clients (near the peak) against
@@ -284,18 +284,28 @@ def overload(server, model: str, bodies: list[bytes], base: int, factor: int, du
     return out
 
 
-def markdown(rows: list[dict], protocols: list[str], concurrency: list[int]) -> str:
+def markdown(rows: list[dict], protocols: list[str], concurrency: list[int], modes: list[str]) -> str:
+    """One row per protocol and concurrency: each batched mode, then batch-1, then each batched mode's speedup."""
     by = {(r["protocol"], r["mode"], r["concurrency"]): r for r in rows}
-    lines = ["| protocol | concurrency | batched infer/s | p50 ms | p99 ms | batch-1 infer/s | p50 ms | p99 ms "
-             "| speedup | load |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    batched = [m for m in modes if m != "batch-1"]
+    head = ["protocol", "concurrency"]
+    for m in [*batched, "batch-1"]:
+        head += [f"{m} infer/s", "p50 ms", "p99 ms"]
+    head += [f"speedup {m}" for m in batched] + ["load"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for p in protocols:
         for c in concurrency:
-            b, s = by[(p, "batched", c)], by[(p, "batch-1", c)]
-            speed = (f"{b['throughput_rps'] / s['throughput_rps']:.2f}x"
-                     if b.get("throughput_rps") and s.get("throughput_rps") else "-")
-            lines.append(f"| {p} | {c} | {b.get('throughput_rps', 'failed')} | {b.get('p50_ms', '-')} | "
-                         f"{b.get('p99_ms', '-')} | {s.get('throughput_rps', 'failed')} | {s.get('p50_ms', '-')} | "
-                         f"{s.get('p99_ms', '-')} | {speed} | {b['load_average']} |")
+            s = by[(p, "batch-1", c)]
+            cells = [p, str(c)]
+            for m in [*batched, "batch-1"]:
+                r = by[(p, m, c)]
+                cells += [str(r.get("throughput_rps", "failed")), str(r.get("p50_ms", "-")), str(r.get("p99_ms", "-"))]
+            for m in batched:
+                b = by[(p, m, c)]
+                cells.append(f"{b['throughput_rps'] / s['throughput_rps']:.2f}x"
+                             if b.get("throughput_rps") and s.get("throughput_rps") else "-")
+            cells.append(str(by[(p, batched[0], c)]["load_average"]))
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -309,7 +319,9 @@ def main() -> None:
     ap.add_argument("--protocols", default="http,grpc")
     ap.add_argument("--window-ms", type=int, default=3000, help="perf_analyzer's measurement window")
     ap.add_argument("--max-batch", type=int, default=64)
-    ap.add_argument("--max-delay-ms", type=float, default=2.0)
+    ap.add_argument("--max-delay-ms", default="0,2",
+                    help="batched servers' --max-delay-ms, comma-separated: one batched server each (the first is "
+                         "the one the targets and the overload test use)")
     ap.add_argument("--overload-base", type=int, default=32, help="clients near the peak")
     ap.add_argument("--overload-factor", type=int, default=10)
     ap.add_argument("--overload-seconds", type=float, default=5.0)
@@ -326,8 +338,11 @@ def main() -> None:
         model = run_dir.name
         common = ["--backend", args.backend, "--threads", str(args.threads), "--max-queue", "1024",
                   "--max-inflight", "256"]
-        modes = {"batched": [*common, "--max-batch", str(args.max_batch), "--max-delay-ms", str(args.max_delay_ms)],
-                 "batch-1": [*common, "--max-batch", "1", "--max-delay-ms", "0"]}
+        delays = [float(d) for d in args.max_delay_ms.split(",")]
+        modes = {("batched" if i == 0 else f"batched-{d:g}ms"): [*common, "--max-batch", str(args.max_batch),
+                                                                  "--max-delay-ms", f"{d:g}"]
+                 for i, d in enumerate(delays)}
+        modes["batch-1"] = [*common, "--max-batch", "1", "--max-delay-ms", "0"]
         servers = {}
         try:
             for mode, extra in modes.items():
@@ -356,7 +371,7 @@ def main() -> None:
                            "met": over["goodput_ratio"] >= 0.8 and heavy["other_errors"] == 0}
     result = {"benchmark": "serve_load", "tool": "perf_analyzer (tritonclient 2.41.0 wheel)", "model": "digits cnn",
               "backend": args.backend, "threads": args.threads, "window_ms": args.window_ms,
-              "max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms,
+              "max_batch": args.max_batch, "max_delay_ms": delays, "modes": modes,
               "request": "one 1x1x8x8 FP32 sample per request; perf_analyzer's defaults (binary tensors)",
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                           "load_average_before": load_before, "load_average_at_end": list(os.getloadavg())},
@@ -368,7 +383,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print()
-    print(markdown(rows, protocols, concurrency))
+    print(markdown(rows, protocols, concurrency, list(modes)))
     print(json.dumps(targets, indent=2))
     print(f"wrote {out} ({result['total_s']} s)")
 

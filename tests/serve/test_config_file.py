@@ -62,7 +62,7 @@ def test_help_lists_the_serve_keys(capsys):
         main(["serve", "--help"])
     keys = capsys.readouterr().out.split("config keys (--KEY VALUE, or in the -c file; default shown):")[1]
     rows = dict(line.split(None, 1) for line in keys.splitlines() if line.strip())
-    assert rows["--serve.max_batch"].strip() == "64" and rows["--serve.max_delay_ms"].strip() == "2.0"
+    assert rows["--serve.max_batch"].strip() == "64" and rows["--serve.max_delay_ms"].strip() == "0.0"
 
 
 def test_the_server_runs_with_the_file_s_settings(server_process, run_dir, tmp_path, h):

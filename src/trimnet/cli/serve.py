@@ -34,7 +34,9 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--no-grpc", action="store_true", help="serve HTTP only")
     # these are short for --serve.KEY: None (not given) leaves the -c file's value, else the default
     p.add_argument("--max-batch", type=int, help="samples per model call (default 64; 1 turns batching off)")
-    p.add_argument("--max-delay-ms", type=float, help="how long a request waits for others to join (default 2)")
+    p.add_argument("--max-delay-ms", type=float,
+                   help="how long a request waits for others to join its batch (default 0: a batch is what "
+                        "queued while the model ran the last one)")
     p.add_argument("--max-queue", type=int, help="samples waiting at most; past it, 503 (default 1024)")
     p.add_argument("--max-inflight", type=int, help="requests handled at once at most; past it, 503 (default 256)")
     p.add_argument("--refusal-delay-ms", type=float,

@@ -75,7 +75,7 @@ class BatchStats:
 class Batcher:
     """Runs ``fn`` (a numpy batch in, a numpy batch out, row for row) on dynamic batches."""
 
-    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], *, max_batch: int = 64, max_delay_s: float = 0.002,
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], *, max_batch: int = 64, max_delay_s: float = 0.0,
                  max_queue: int = 1024, name: str = "model", observer: BatchObserver | None = None):
         self.fn = fn
         self.max_batch = max_batch
