@@ -100,6 +100,13 @@ class Server:
             out[key] = sum(float(m) for m in re.findall(rf"^{key}{{[^}}]*}} (\S+)$", text, re.M))
         return out
 
+    def inferences(self, model: str) -> int:
+        """Samples the server has run (Triton's statistics extension)."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.url}/v2/models/{model}/stats", timeout=10) as r:
+            return int(json.loads(r.read())["model_stats"][0]["inference_count"])
+
     def cpu_seconds(self) -> float | None:
         """User + system CPU time of the server process, all threads (Linux; None elsewhere)."""
         try:
@@ -251,17 +258,24 @@ def sweep(binary: Path, servers: dict, model: str, protocols: list[str], concurr
                 for mode in modes:
                     srv = servers[mode]
                     url = srv.url.removeprefix("http://") if protocol == "http" else srv.grpc
-                    pairs[mode].append(perf_analyzer(binary, url, protocol, model, c, window_ms))
+                    cpu, done = srv.cpu_seconds(), srv.inferences(model)
+                    result = perf_analyzer(binary, url, protocol, model, c, window_ms)
+                    served = srv.inferences(model) - done
+                    if cpu is not None and served:
+                        # the whole perf_analyzer call (its warm-up and every window): one sample per request
+                        result["server_cpu_us_per_request"] = round((srv.cpu_seconds() - cpu) / served * 1e6, 1)
+                    pairs[mode].append(result)
             for mode, runs in pairs.items():
                 good = [r for r in runs if "error" not in r]
                 row = {"protocol": protocol, "mode": mode, "concurrency": c, "runs": runs,
                        "load_average": round(os.getloadavg()[0], 2)}
                 if good:
                     row.update({k: round(float(np.median([r[k] for r in good])), 2)
-                                for k in ("throughput_rps", "p50_ms", "p99_ms")})
+                                for k in ("throughput_rps", "p50_ms", "p99_ms", "server_cpu_us_per_request")
+                                if all(k in r for r in good)})
                 rows.append(row)
                 print(f"  {protocol:>4} {mode:>8} c={c:>2}: {row.get('throughput_rps')} infer/s  p50 {row.get('p50_ms')}"
-                      f" ms  p99 {row.get('p99_ms')} ms  failed runs {len(runs) - len(good)}  "
+                      f" ms  p99 {row.get('p99_ms')} ms  server CPU {row.get('server_cpu_us_per_request')} us/request  failed runs {len(runs) - len(good)}  "
                       f"load {row['load_average']}", flush=True)
     return rows
 
@@ -290,7 +304,7 @@ def markdown(rows: list[dict], protocols: list[str], concurrency: list[int], mod
     batched = [m for m in modes if m != "batch-1"]
     head = ["protocol", "concurrency"]
     for m in [*batched, "batch-1"]:
-        head += [f"{m} infer/s", "p50 ms", "p99 ms"]
+        head += [f"{m} infer/s", "p50 ms", "p99 ms", "CPU µs/req"]
     head += [f"speedup {m}" for m in batched] + ["load"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for p in protocols:
@@ -299,7 +313,8 @@ def markdown(rows: list[dict], protocols: list[str], concurrency: list[int], mod
             cells = [p, str(c)]
             for m in [*batched, "batch-1"]:
                 r = by[(p, m, c)]
-                cells += [str(r.get("throughput_rps", "failed")), str(r.get("p50_ms", "-")), str(r.get("p99_ms", "-"))]
+                cells += [str(r.get("throughput_rps", "failed")), str(r.get("p50_ms", "-")), str(r.get("p99_ms", "-")),
+                          str(r.get("server_cpu_us_per_request", "-"))]
             for m in batched:
                 b = by[(p, m, c)]
                 cells.append(f"{b['throughput_rps'] / s['throughput_rps']:.2f}x"
