@@ -50,10 +50,11 @@ class OpenVINORunner(Runner):
         self.precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self._request = self._compiled.create_infer_request()
         jobs = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        self._queue = ov.AsyncInferQueue(self._compiled, jobs) if hint == "throughput" and jobs > 1 else None
-        self._chunks: list[np.ndarray | None] = []
-        if self._queue is not None:
-            self._queue.set_callback(self._collect)
+        # plain requests, started and waited on here: an AsyncInferQueue runs a Python callback on OpenVINO's
+        # threads, and dropping the queue could then hang for good (its destructor waiting on a thread that
+        # waits for the interpreter lock; seen in the test suite with openvino 2026.4.1)
+        self._queue = ([self._compiled.create_infer_request() for _ in range(jobs)]
+                       if hint == "throughput" and jobs > 1 else None)
         self._info = {
             "device": device.lower(), "device_name": core.get_property(device, "FULL_DEVICE_NAME"),
             "precision_requested": precision, "hint": hint,
@@ -73,14 +74,12 @@ class OpenVINORunner(Runner):
         if self._queue is None or len(x) == 1:
             return self._request.infer(x, share_inputs=True)
         parts = np.array_split(x, min(len(x), len(self._queue)))
-        self._chunks = [None] * len(parts)
-        for i, part in enumerate(parts):
-            self._queue.start_async(part, i, share_inputs=True)
-        self._queue.wait_all()
-        return self._chunks
-
-    def _collect(self, request, index: int) -> None:
-        self._chunks[index] = request.get_output_tensor(0).data.copy()
+        requests = self._queue[:len(parts)]
+        for request, part in zip(requests, parts):
+            request.start_async(part, share_inputs=True)
+        for request in requests:
+            request.wait()
+        return [request.get_output_tensor(0).data.copy() for request in requests]
 
     def describe(self) -> dict:
         return {"backend": self.backend, "precision": self.precision, **self._info}
