@@ -352,8 +352,8 @@ def _local_layer(w: LayerWork, series, runtime: str, unfused: bool = False, grap
             bias = add.time(w.bias_bytes / w.calls) * w.calls  # its own node, after the product: the times add up
             compute, memory = compute + bias, memory + bias
             overhead += series.layer_s * w.calls
-    elif w.role == "attention" and series.attention is not None and terms_of_work(w) is not None:
-        gemms, moves = (t * w.calls for t in series.attention.split(terms_of_work(w)))
+    elif w.role == "attention" and series.attention is not None and (terms := terms_of_work(w)) is not None:
+        gemms, moves = (t * w.calls for t in series.attention.split(terms))
         # the small GEMMs and the transposes / softmax are different nodes, run one after another:
         # their times add up, on the side of the larger (the roofline's max then takes the sum)
         compute, memory = (gemms + moves, moves) if gemms >= moves else (gemms, gemms + moves)

@@ -81,13 +81,13 @@ class Gate:
         return False
 
 
-def refusal_body(message: str) -> bytes:
-    return json.dumps(error_body(message)).encode()
+def json_error(message: str, extra: list[tuple[bytes, bytes]] = ()) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """(headers, body) of an ``{"error": message}`` answer, with ``extra`` headers."""
+    body = json.dumps(error_body(message)).encode()
+    return [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra], body
 
 
-async def _respond(send, status: int, message: str, headers: list[tuple[bytes, bytes]]) -> None:
-    body = refusal_body(message)
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *headers]})
+async def _respond(send, status: int, message: str, extra: list[tuple[bytes, bytes]]) -> None:
+    headers, body = json_error(message, extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 
-from trimnet.serve.gate import refusal_body
+from trimnet.serve.gate import json_error
 from trimnet.serve.routes_infer import infer_route
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,7 @@ async def answer(app, cycle, route: str, params: dict[str, str], *, status_line:
         refusal = await gate.refusal(scope)
         if refusal is not None:
             status, message, extra = refusal
-            data = refusal_body(message)
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *extra]
+            headers, data = json_error(message, extra)
         else:
             gate.enter()
             try:
@@ -86,9 +85,7 @@ async def answer(app, cycle, route: str, params: dict[str, str], *, status_line:
         log.error("unhandled error on %s", scope.get("path"), exc_info=exc)
         status = 500
         if not cycle.response_started:
-            data = refusal_body("internal error; see the server log")
-            await write(cycle, 500, [(b"content-type", b"application/json"),
-                                     (b"content-length", str(len(data)).encode())], data, status_line)
+            await write(cycle, 500, *json_error("internal error; see the server log"), status_line)
         else:
             cycle.transport.close()
     finally:

@@ -40,7 +40,7 @@ class HeaderCache:
         key = (header, binary_bytes, spec, normalize, top_k)
         found = self._plans.get(key)
         if found is None:
-            found = _plan(parse_json(header, "the request's JSON header"), spec, normalize, top_k, binary_bytes)
+            found = _header_plan(header, binary_bytes, spec, normalize, top_k)
             if len(self._plans) >= self.size:
                 del self._plans[next(iter(self._plans))]
             self._plans[key] = found
@@ -62,7 +62,7 @@ def parse_infer(body: bytes, spec: InputSpec, *, normalize: bool = True, top_k: 
     header, binary = bytes(body[:n]), memoryview(body)[n:]
     if cache is not None and len(binary) and n <= cache.max_bytes:
         return cache.plan(header, len(binary), spec, normalize, top_k).request(binary)
-    return _plan(parse_json(header, "the request's JSON header"), spec, normalize, top_k, len(binary)).request(binary)
+    return _header_plan(header, len(binary), spec, normalize, top_k).request(binary)
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,10 @@ class _Plan:
                             id=self.id, outputs=self.outputs, top_k=self.top_k, normalize=self.normalize)
 
 
+def _header_plan(header: bytes, binary_bytes: int, spec: InputSpec, normalize: bool, top_k: int) -> _Plan:
+    return _plan(parse_json(header, "the request's JSON header"), spec, normalize, top_k, binary_bytes)
+
+
 def _plan(req: Any, spec: InputSpec, normalize: bool, top_k: int, binary_bytes: int) -> _Plan:
     """Check a parsed request (JSON) against the model; ``binary_bytes`` follow its JSON header."""
     if not isinstance(req, dict):
@@ -102,13 +106,13 @@ def _plan(req: Any, spec: InputSpec, normalize: bool, top_k: int, binary_bytes: 
     binary_all = params.get("binary_data_output", False)
     if not isinstance(binary_all, bool):
         raise RequestError(f"parameters.binary_data_output must be true or false, not {_short(binary_all)}")
-    datatype, shape, count, data = _parse_inputs(req.get("inputs"), spec, binary_bytes)
+    datatype, shape, count, binary, data = _parse_inputs(req.get("inputs"), spec, binary_bytes)
     return _Plan(request_id, _parse_outputs(req.get("outputs"), binary_all, spec), top_k, normalize, datatype,
-                 tuple(shape), count, binary=data is _BINARY, data=None if data is _BINARY else data)
+                 tuple(shape), count, binary, data)
 
 
-def _parse_inputs(inputs: Any, spec: InputSpec, binary_bytes: int) -> tuple[str, list[int], int, Any]:
-    """The input's datatype, shape, element count and JSON data (``_BINARY`` when its values come binary)."""
+def _parse_inputs(inputs: Any, spec: InputSpec, binary_bytes: int) -> tuple[str, list[int], int, bool, Any]:
+    """The input's datatype, shape, element count, whether its values come binary, and else its JSON data."""
     if not isinstance(inputs, list) or not inputs:
         raise RequestError(f"'inputs' must be a list with one tensor {{'name': '{INPUT_NAME}', 'shape': "
                            f"{[-1, *spec.in_shape]}, 'datatype': 'FP32', 'data': [...]}}")
@@ -131,16 +135,15 @@ def _parse_inputs(inputs: Any, spec: InputSpec, binary_bytes: int) -> tuple[str,
         if binary_bytes:
             raise RequestError(f"{binary_bytes} bytes follow the JSON header but no input sets "
                                "parameters.binary_data_size")
-        return tensor["datatype"], shape, count, tensor["data"]
+        return tensor["datatype"], shape, count, False, tensor["data"]
     if not isinstance(size, int) or isinstance(size, bool) or size != binary_bytes:
         raise RequestError(f"inputs[0].parameters.binary_data_size is {_short(size)} but {binary_bytes} bytes follow "
                            "the JSON header (Inference-Header-Content-Length)")
     if "data" in tensor:
         raise RequestError("inputs[0] has both 'data' and parameters.binary_data_size; send one")
-    return tensor["datatype"], shape, count, _BINARY
+    return tensor["datatype"], shape, count, True, None
 
 
-_BINARY = object()  # _parse_inputs' data of an input whose values come binary
 def _parse_outputs(outputs: Any, binary_all: bool, spec: InputSpec):
     if outputs is None:
         return tuple(OutputRequest(o.name, binary_all) for o in spec.default_outputs)
