@@ -276,10 +276,15 @@ def test_shutdown_finishes_queued_requests():
     assert late.status_code == 503 and "shutting down" in late.json()["error"]
 
 
-@pytest.mark.parametrize("limit", ["max_inflight", "max_queue"])
+@pytest.mark.parametrize("limit", ["max_inflight", "max_queue", "queue_room"])
 def test_a_capacity_refusal_is_answered_after_the_refusal_delay(limit):
-    """Clients that retry at once cost a refusal per pause, not per round trip; a drain's 503 is not held."""
-    limits = {"max_inflight": 1, "max_queue": 64} if limit == "max_inflight" else {"max_batch": 1, "max_queue": 1}
+    """Clients that retry at once cost a refusal per pause, not per round trip; a drain's 503 is not held.
+
+    queue_room: 3-sample requests against room for 4, so every refusal comes from the batcher (QueueFull)
+    after admission let the request in, not from admission itself."""
+    limits = {"max_inflight": {"max_inflight": 1, "max_queue": 64}, "max_queue": {"max_batch": 1, "max_queue": 1},
+              "queue_room": {"max_batch": 4, "max_queue": 4}}[limit]
+    samples = 3 if limit == "queue_room" else 1
 
     async def refusals(delay_ms: float, draining: bool = False) -> list[tuple[float, str]]:
         app = create_app([slow_model(seconds=0.3)], ServeConfig(max_delay_ms=0, refusal_delay_ms=delay_ms, **limits))
@@ -288,7 +293,7 @@ def test_a_capacity_refusal_is_answered_after_the_refusal_delay(limit):
         async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as ac:
             async def timed():
                 t0 = time.perf_counter()
-                r = await ac.post("/v2/models/slow/infer", json=small_body())
+                r = await ac.post("/v2/models/slow/infer", json=small_body(samples))
                 return r, time.perf_counter() - t0
 
             answers = await asyncio.gather(*(timed() for _ in range(12)))
@@ -300,7 +305,7 @@ def test_a_capacity_refusal_is_answered_after_the_refusal_delay(limit):
     assert min(w for w, _ in held) >= 0.24, held
     assert all(("handling 1 requests" if limit == "max_inflight" else "at capacity") in why for _, why in held)
     assert min(w for w, _ in asyncio.run(refusals(0))) < 0.2
-    if limit == "max_queue":
+    if limit != "max_inflight":
         drained = asyncio.run(refusals(250, draining=True))
         assert min(w for w, _ in drained) < 0.2 and all("shutting down" in why for _, why in drained)
 

@@ -73,6 +73,30 @@ def test_malformed_output_fields_are_400(served, raw_digits, h):
             assert r.status_code == 400 and message in r.json()["error"], r.text
 
 
+def test_malformed_requests_name_what_is_wrong(served, raw_digits, h):
+    """Header values, encodings, integer ranges, repeated outputs: a 4xx that says what to change, never a 500."""
+    x = raw_digits[0][:1]
+    body, headers = binary_body(x)
+    ints = {"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "INT8", "data": [1000] + [0] * 63}]}
+    fractions = {"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "INT32", "data": [0.5] * 64}]}
+    with TestClient(create_app([served])) as c:
+        for extra, content, status, message in [
+            ({"Inference-Header-Content-Length": "\u00b2"}, body, 400, "must be a number of bytes"),  # '²'.isdigit()
+            ({"Content-Encoding": "gzip"}, body, 415, "send the request body uncompressed"),
+            ({"Inference-Header-Content-Length": None}, body, 400, "Inference-Header-Content-Length header"),
+        ]:
+            sent = {k: v for k, v in {**headers, **extra}.items() if v is not None}
+            r = c.post(INFER, content=content, headers={k: v.encode("latin-1") for k, v in sent.items()})
+            assert r.status_code == status and message in r.json()["error"], r.text
+        for request, message in [(ints, "outside INT8's range [-128, 127]"), (fractions, "holds fractions"),
+                                 (h.infer_body(x, outputs=[{"name": "classes"}, {"name": "classes"}]),
+                                  "'classes' is requested twice")]:
+            r = c.post(INFER, json=request)
+            assert r.status_code == 400 and message in r.json()["error"], r.text
+        in_range = {"inputs": [{**ints["inputs"][0], "data": [127, -128] + [0] * 62}]}
+        assert c.post(INFER, json=in_range).status_code == 200
+
+
 def text_model() -> ServedModel:
     """Two classes from two features of each text (its length and its count of 'a'), as a tokenizer would feed."""
     def encode_text(texts):

@@ -131,6 +131,57 @@ def test_the_gate_and_errors_hold_on_the_direct_path(served, raw_digits, counted
         assert f'method="POST",route="/v2/models/{{name}}/infer",status="{status}"' in text
 
 
+def test_a_refused_request_is_answered_without_reading_its_body(served, raw_digits, counted):
+    """A refusal comes from the headers alone: a small unread body is dropped and the connection carries on;
+    a large one, one held back for 100-continue, or any during shutdown closes the connection instead."""
+    x = raw_digits[0][:1]
+    auth = "authorization: Bearer s3cret\r\n"
+    config = ServeConfig(max_batch=4, max_delay_ms=1, token="s3cret")
+
+    async def unread(reader, writer):
+        answers = []
+        writer.write(binary_request(x, "/v2/models/nope/infer", auth))  # refused, its body never read
+        answers.append(await read_response(reader))
+        writer.write(binary_request(x, extra_headers=auth))  # the same connection, the next request
+        answers.append(await read_response(reader))
+        # a header length that str.isdigit() takes for a number ('²') but int() does not: a 400, not a 500
+        writer.write(f"POST /v2/models/digits-cnn/infer HTTP/1.1\r\nhost: t\r\n{auth}content-length: 2\r\n"
+                     "inference-header-content-length: \u00b2\r\n\r\n{}".encode("latin-1"))
+        answers.append(await read_response(reader))
+        # 10^12 bytes declared and none sent: a server that read the body first would never answer
+        writer.write(f"POST /v2/models/nope/infer HTTP/1.1\r\nhost: t\r\n{auth}content-length: 1000000000000\r\n"
+                     "\r\n".encode())
+        answers.append(await read_response(reader))
+        answers.append(await asyncio.wait_for(reader.read(), 10))  # then it closes: b""
+        return answers
+
+    unknown, good, superscript, huge, rest = asyncio.run(serve(create_app([served], config), unread))
+    assert unknown[0] == 404 and "connection" not in unknown[1]
+    assert good[0] == 200
+    assert superscript[0] == 400 and "must be a number of bytes" in json.loads(superscript[2])["error"]
+    assert huge[0] == 404 and huge[1]["connection"] == "close" and rest == b""
+
+    async def held_back(reader, writer):  # the client waits for 100 Continue before sending its body
+        writer.write(f"POST /v2/models/digits-cnn/infer HTTP/1.1\r\nhost: t\r\nauthorization: Bearer wrong\r\n"
+                     f"expect: 100-continue\r\ncontent-length: 500\r\n\r\n".encode())
+        return await read_response(reader), await asyncio.wait_for(reader.read(), 10)
+
+    (status, headers, _), rest = asyncio.run(serve(create_app([served], config), held_back))
+    assert status == 401 and headers["connection"] == "close" and rest == b""  # no "100 Continue" came first
+
+    draining = create_app([served], config)
+    draining.state.service.draining = True
+
+    async def shutting_down(reader, writer):
+        writer.write(binary_request(x, extra_headers=auth))
+        return await read_response(reader), await asyncio.wait_for(reader.read(), 10)
+
+    (status, headers, body), rest = asyncio.run(serve(draining, shutting_down))
+    assert status == 503 and "shutting down" in json.loads(body)["error"]
+    assert headers["connection"] == "close" and rest == b""
+    assert len(counted) == 6  # every one answered on the direct path
+
+
 def test_without_httptools_uvicorn_picks_its_own(monkeypatch, served):
     import builtins
 

@@ -131,3 +131,37 @@ def test_non_finite_outputs_travel_binary(client):
             c.infer(MODEL, [inp], parameters=raw, outputs=[module.InferRequestedOutput("probabilities",
                                                                                         binary_data=False)])
         assert err.value.status() == "422"
+
+
+def test_grpc_typed_contents_and_unimplemented_rpcs_answer_clearly(live_server):
+    """Raw and typed contents both, the wrong contents field, FP16 (no typed field), an RPC not implemented:
+    INVALID_ARGUMENT or UNIMPLEMENTED with a message naming the fix; an unknown model is not ready."""
+    import grpc as grpclib
+    from tritonclient.grpc import service_pb2 as pb, service_pb2_grpc as pb_grpc
+
+    def request(datatype="FP32", raw=None, **contents):
+        tensor = pb.ModelInferRequest().InferInputTensor(name="input", datatype=datatype, shape=[1, 1, 8, 8])
+        for field, values in contents.items():
+            getattr(tensor.contents, field).extend(values)
+        return pb.ModelInferRequest(model_name=MODEL, inputs=[tensor], raw_input_contents=[raw] if raw else [])
+
+    zeros = np.zeros(64, np.float32)
+    with grpclib.insecure_channel(live_server.grpc) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        ok = stub.ModelInfer(request(fp32_contents=zeros.tolist()))
+        assert np.frombuffer(ok.raw_output_contents[0], np.float32).shape == (10,)
+        for req, message in [(request(raw=zeros.tobytes(), fp32_contents=[1.0]), "send them in one of the two"),
+                             (request(int_contents=[0] * 64), "go in contents.fp32_contents"),
+                             (request(fp32_contents=[0.0] * 63), "contents.fp32_contents holds 63 values"),
+                             (request("FP16", fp32_contents=[0.0] * 64), "FP16 has no typed contents field"),
+                             (request(), "no values")]:
+            with pytest.raises(grpclib.RpcError) as err:
+                stub.ModelInfer(req)
+            assert err.value.code() == grpclib.StatusCode.INVALID_ARGUMENT and message in err.value.details()
+        with pytest.raises(grpclib.RpcError) as err:
+            stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name=MODEL))
+        assert err.value.code() == grpclib.StatusCode.UNIMPLEMENTED
+        assert "does not implement RepositoryModelLoad" in err.value.details()
+    c = grpc.InferenceServerClient(live_server.grpc)
+    assert not c.is_model_ready("nope") and not c.is_model_ready(MODEL, "2") and c.is_model_ready(MODEL)
+    c.close()

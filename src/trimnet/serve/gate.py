@@ -10,6 +10,13 @@ from trimnet.serve.protocol import error_body
 
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 ROUTE_KEY = "trimnet.route"  # where InferEndpoint names its route for the metrics (Starlette routes do not)
+CLOSE = (b"connection", b"close")
+# A request refused before its body is read is answered at once, its body unread. An unread body
+# of up to this many bytes is read and dropped by the server as it comes (uvicorn drops the body of
+# an answered request), so the connection carries the client's next request; a larger one, one of
+# unknown size (chunked) or one the client holds back until told to go on (Expect: 100-continue)
+# closes the connection after the answer instead of being read.
+DISCARD_LIMIT = 64 * 1024
 
 
 class Gate:
@@ -58,11 +65,13 @@ class Gate:
         """
         probe = scope["path"] in OPEN_PATHS  # health probes: no token, and never refused as overload
         if self.token is not None and not probe and not self._authorized(scope):
-            return 401, "missing or wrong bearer token (Authorization: Bearer TOKEN)", [(b"www-authenticate", b"Bearer")]
+            return 401, "missing or wrong bearer token (Authorization: Bearer TOKEN)", \
+                [(b"www-authenticate", b"Bearer"), *unread_body_headers(scope)]
         if self.inflight >= self.max_inflight and not probe:
             if self.refusal_delay > 0:
                 await asyncio.sleep(self.refusal_delay)
-            return 503, f"the server is handling {self.inflight} requests, its limit", [(b"retry-after", self.retry_after)]
+            return 503, f"the server is handling {self.inflight} requests, its limit", \
+                [(b"retry-after", self.retry_after), *unread_body_headers(scope)]
         return None
 
     def enter(self) -> None:
@@ -79,6 +88,17 @@ class Gate:
                 scheme, _, credentials = value.partition(b" ")
                 return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.token)
         return False
+
+
+def unread_body_headers(scope) -> list[tuple[bytes, bytes]]:
+    """``[connection: close]`` when a request's unread body should close its connection (see DISCARD_LIMIT)."""
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            if not value.isdigit() or int(value) > DISCARD_LIMIT:
+                return [CLOSE]
+        elif key == b"transfer-encoding" or (key == b"expect" and value.lower() == b"100-continue"):
+            return [CLOSE]
+    return []
 
 
 def json_error(message: str, extra: list[tuple[bytes, bytes]] = ()) -> tuple[list[tuple[bytes, bytes]], bytes]:

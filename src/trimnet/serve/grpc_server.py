@@ -27,6 +27,11 @@ CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_conte
             "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents"}
 
 
+UNIMPLEMENTED = ("RepositoryModelLoad", "RepositoryModelUnload", "SystemSharedMemoryStatus",
+                 "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister", "CudaSharedMemoryStatus",
+                 "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister", "TraceSetting", "LogSettings")
+
+
 def _param(p):
     """The value of an ``InferParameter``."""
     kind = p.WhichOneof("parameter_choice")
@@ -60,20 +65,42 @@ def parse_request(request, service: Service):
         raise RequestError(f"the request has {len(request.inputs)} inputs but the model takes one, 'input'")
     tensor = request.inputs[0]
     shape, count = check_input_header(tensor.name, tensor.datatype, list(tensor.shape), spec)
+    given = [f.name for f, _ in tensor.contents.ListFields()] if tensor.HasField("contents") else []
     if request.raw_input_contents:
+        if given:
+            raise RequestError(f"input '{tensor.name}': its values are in raw_input_contents and in contents."
+                               f"{given[0]}; send them in one of the two")
         if len(request.raw_input_contents) != 1:
             raise RequestError(f"raw_input_contents has {len(request.raw_input_contents)} entries for one input")
         x = decode_input(tensor.datatype, shape, count, raw=request.raw_input_contents[0])
     else:
-        field = CONTENTS.get(tensor.datatype)
-        data = list(getattr(tensor.contents, field)) if field else []
-        x = decode_input(tensor.datatype, shape, count, data=data if tensor.datatype != "BYTES" else None,
-                         raw=join_bytes(data) if tensor.datatype == "BYTES" else None)
+        x = _typed_contents(tensor, shape, count, given)
     outputs = tuple(output_request(i, o.name, False, _class_count(o.parameters), spec)
                     for i, o in enumerate(request.outputs)) or spec.default_outputs
+    names = [o.name for o in outputs]
+    if len(set(names)) != len(names):
+        raise RequestError(f"an output is requested twice ({', '.join(names)}); ask for each once")
     req = InferRequest(x=None if isinstance(x, list) else x, texts=x if isinstance(x, list) else None,
                        id=request.id or None, outputs=outputs, top_k=top_k, normalize=normalize)
     return model, req
+
+
+def _typed_contents(tensor, shape: list[int], count: int, given: list[str]):
+    """An input's values from its typed ``contents`` (the field its datatype names)."""
+    field = CONTENTS.get(tensor.datatype)
+    if field is None:
+        raise RequestError(f"input '{tensor.name}': {tensor.datatype} has no typed contents field in the KServe v2 "
+                           "gRPC API; send its values in raw_input_contents")
+    if not given:
+        raise RequestError(f"input '{tensor.name}' has no values: send them in raw_input_contents or in "
+                           f"contents.{field}")
+    if given != [field]:
+        raise RequestError(f"input '{tensor.name}' is {tensor.datatype}: its values go in contents.{field} "
+                           f"(or raw_input_contents), not contents.{', contents.'.join(given)}")
+    data = list(getattr(tensor.contents, field))
+    if tensor.datatype == "BYTES":
+        return decode_input("BYTES", shape, count, raw=join_bytes(data))
+    return decode_input(tensor.datatype, shape, count, data=data, where=f"contents.{field}")
 
 
 def build_servicer(service: Service):
@@ -113,8 +140,8 @@ def build_servicer(service: Service):
             await guard(context)
             try:
                 service.model(request.name, request.version)
-            except RequestError as exc:
-                await context.abort(*refused(exc))
+            except RequestError:  # an unknown model or version is not ready (as over HTTP, where it is a 404)
+                return pb.ModelReadyResponse(ready=False)
             return pb.ModelReadyResponse(ready=service.ready)
 
         async def ServerMetadata(self, request, context):
@@ -184,6 +211,14 @@ def build_servicer(service: Service):
                     join_bytes(t.data) if t.datatype == "BYTES" else np.ascontiguousarray(t.data).tobytes())
             return response
 
+    def unimplemented(name: str):
+        async def refuse(self, request, context):
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"trimnet serve does not implement {name} "
+                                                               "(see 'Not implemented' in docs/serving.md)")
+        return refuse
+
+    for name in UNIMPLEMENTED:  # a clear status instead of grpc's NotImplementedError and a logged traceback
+        setattr(Servicer, name, unimplemented(name))
     return Servicer(), pb_grpc
 
 

@@ -104,6 +104,9 @@ async def write(cycle, status: int, headers: list[tuple[bytes, bytes]], data: by
     cycle.waiting_for_100_continue = False
     parts = [status_line[status]]
     for name, value in (*cycle.default_headers, *headers):
+        if name == b"connection" and value == b"close":
+            cycle.keep_alive = False  # as uvicorn does for an app's connection: close (written once, below)
+            continue
         parts += [name, b": ", value, b"\r\n"]
     if not cycle.keep_alive:
         parts.append(b"connection: close\r\n")

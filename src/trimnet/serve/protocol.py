@@ -162,10 +162,12 @@ def check_input_header(name: Any, datatype: Any, shape: Any, spec: InputSpec) ->
     return shape, math.prod(shape)
 
 
-def decode_input(datatype: str, shape: list[int], count: int, *, data: Any = None, raw: bytes | None = None):
+def decode_input(datatype: str, shape: list[int], count: int, *, data: Any = None, raw: bytes | None = None,
+                 where: str = "'data'"):
     """The input's values, from JSON ``data`` (a list) or ``raw`` bytes (binary extension, gRPC raw contents).
 
     Numbers come back as a finite float32 array of ``shape``; BYTES as a list of ``count`` str.
+    ``where`` names ``data`` in messages (gRPC: the typed contents field).
     """
     if datatype == "BYTES":
         items = split_bytes(raw, count) if raw is not None else _json_strings(data, count)
@@ -180,28 +182,37 @@ def decode_input(datatype: str, shape: list[int], count: int, *, data: Any = Non
                                f"{datatype} needs {count * dtype.itemsize}")
         arr = np.frombuffer(raw, dtype=dtype)
     else:
-        arr = _json_numbers(data, shape, count)
+        arr = _json_numbers(data, shape, count, datatype, where)
     with np.errstate(over="ignore", invalid="ignore"):
         x = arr.astype(np.float32).reshape(shape)
     if not np.isfinite(x).all():
-        raise RequestError(f"input '{INPUT_NAME}': 'data' holds NaN or infinite values (or values beyond FP32 range)")
+        raise RequestError(f"input '{INPUT_NAME}': {where} holds NaN or infinite values (or values beyond FP32 range)")
     return x
 
 
-def _json_numbers(data: Any, shape: list[int], count: int) -> np.ndarray:
+def _json_numbers(data: Any, shape: list[int], count: int, datatype: str, where: str) -> np.ndarray:
     if not isinstance(data, list):
-        raise RequestError(f"input '{INPUT_NAME}': 'data' must be a list of numbers, not {_kind(data)}")
+        raise RequestError(f"input '{INPUT_NAME}': {where} must be a list of numbers, not {_kind(data)}")
     try:
         arr = np.asarray(data)
     except (ValueError, TypeError, OverflowError, RecursionError):
-        raise RequestError(f"input '{INPUT_NAME}': 'data' must be a flat (or evenly nested) list of numbers") from None
+        raise RequestError(f"input '{INPUT_NAME}': {where} must be a flat (or evenly nested) list of numbers") from None
     if arr.dtype.kind not in "iuf":
-        raise RequestError(f"input '{INPUT_NAME}': 'data' must hold only numbers "
+        raise RequestError(f"input '{INPUT_NAME}': {where} must hold only numbers "
                            f"(found {'booleans' if arr.dtype.kind == 'b' else 'other values'})")
     if arr.size != count or (arr.ndim > 1 and list(arr.shape) != shape):
         nested = f" nested as {list(arr.shape)}" if arr.ndim > 1 else ""
-        raise RequestError(f"input '{INPUT_NAME}': 'data' holds {arr.size} values{nested} but shape {shape} "
+        raise RequestError(f"input '{INPUT_NAME}': {where} holds {arr.size} values{nested} but shape {shape} "
                            f"needs {count} values (flat in row-major order, or nested in that shape)")
+    dtype = np.dtype(NUMPY_TYPES[datatype])
+    if dtype.kind in "iu" and arr.size:
+        if arr.dtype.kind == "f" and not np.array_equal(arr, np.trunc(arr)):
+            raise RequestError(f"input '{INPUT_NAME}': {where} holds fractions, but the datatype is {datatype}; "
+                               "send integers, or say FP32")
+        info = np.iinfo(dtype)
+        if arr.min() < info.min or arr.max() > info.max:
+            raise RequestError(f"input '{INPUT_NAME}': {where} holds values outside {datatype}'s range "
+                               f"[{info.min}, {info.max}]; send a wider datatype (FP32)")
     return arr
 
 

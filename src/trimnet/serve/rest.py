@@ -54,8 +54,15 @@ def parse_infer(body: bytes, spec: InputSpec, *, normalize: bool = True, top_k: 
     ``cache`` remembers checked binary-request headers, so a repeated header is not parsed again.
     """
     if header_length is None:
-        return _plan(parse_json(body, "the request body"), spec, normalize, top_k, 0).request(b"")
-    if not header_length.isdigit() or int(header_length) > len(body):
+        try:
+            req = parse_json(body, "the request body")
+        except RequestError as exc:
+            if b'"binary_data_size"' in body[:4096]:
+                raise RequestError(f"{exc}. It looks like a binary-data request: send the length of its JSON "
+                                   "header in the Inference-Header-Content-Length header") from None
+            raise
+        return _plan(req, spec, normalize, top_k, 0).request(b"")
+    if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
         raise RequestError(f"Inference-Header-Content-Length {header_length[:40]!r} must be a number of bytes "
                            f"no larger than the body ({len(body)} bytes)")
     n = int(header_length)
@@ -160,6 +167,8 @@ def _parse_outputs(outputs: Any, binary_all: bool, spec: InputSpec):
             raise RequestError(f"outputs[{i}].parameters must be an object, not {_kind(params)}")
         parsed.append(output_request(i, out.get("name"), params.get("binary_data", binary_all),
                                      params.get("classification", params.get("class_count")), spec))
+        if any(p.name == parsed[-1].name for p in parsed[:-1]):
+            raise RequestError(f"outputs[{i}]: output {parsed[-1].name!r} is requested twice; ask for each once")
     return tuple(parsed) or tuple(OutputRequest(o.name, binary_all) for o in spec.default_outputs)
 
 

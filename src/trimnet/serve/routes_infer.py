@@ -10,7 +10,7 @@ and router (a plain Starlette ``Route`` serves it where the app is mounted under
 import json
 import re
 
-from trimnet.serve.gate import ROUTE_KEY
+from trimnet.serve.gate import CLOSE, ROUTE_KEY, unread_body_headers
 from trimnet.serve.protocol import RequestError, error_body
 from trimnet.serve.rest import (
     ERRORS, HEADER_LENGTH, INFER_REQUEST_SCHEMA, INFER_RESPONSE_SCHEMA, HeaderCache, encode_response, json_content,
@@ -111,25 +111,34 @@ class InferEndpoint:
         await send({"type": "http.response.body", "body": data})
 
     async def respond(self, scope, receive) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """The response to one request: (status, headers, body); every problem with it is a 4xx or a 503."""
+        """The response to one request: (status, headers, body); every problem with it is a 4xx or a 503.
+
+        A request refused before its body is read (unknown model, full queue, shutting down, too
+        large) is answered at once, its body unread: see ``gate.unread_body_headers``.
+        """
         scope[ROUTE_KEY] = self.route
         service = self.service
         headers: dict[str, str] = {}
         header_length = None
         params = scope["path_params"]
+        body_read = False
         try:
+            model = service.model(params["name"], params.get("version"))
             try:
-                model = service.model(params["name"], params.get("version"))
                 service.admit(model.name)  # from the path alone: a full queue costs no parsing
             except RequestError as exc:
-                await drain_body(receive)  # unread, so that the connection can carry the next request
                 await service.hold_refusal(exc)
                 raise
             body = await receive_body(scope, receive, service.config.max_body_bytes)
+            body_read = True
             length = None
             for key, value in scope["headers"]:
                 if key == HEADER_LENGTH_KEY:
                     length = value.decode("latin-1")
+                elif key == b"content-encoding" and value.lower() not in (b"identity", b""):
+                    raise RequestError(f"Content-Encoding {value[:40].decode('latin-1')!r} is not supported here; "
+                                       "send the request body uncompressed (tritonclient: leave "
+                                       "request_compression_algorithm unset)", status=415)
             req = parse_infer(body, service.specs[model.name], normalize=service.config.normalize,
                               top_k=service.config.top_k, header_length=length, cache=self.headers)
             tensors = await service.infer(model, req)
@@ -145,12 +154,8 @@ class InferEndpoint:
         else:
             out += [(b"content-type", b"application/octet-stream"),
                     (HEADER_LENGTH_KEY, str(header_length).encode())]
+        if service.draining:  # the connection closes soon: a client should not send its next request on it
+            out.append(CLOSE)
+        elif not body_read:
+            out += unread_body_headers(scope)
         return status, out, data
-
-
-async def drain_body(receive) -> None:
-    """Read and drop a request body (a refused request's), so the connection can carry the next one."""
-    while True:
-        message = await receive()
-        if message["type"] != "http.request" or not message.get("more_body", False):
-            return

@@ -126,8 +126,10 @@ class Service:
         try:
             return await self.batchers[model.name].submit(x)
         except QueueFull:
-            raise self.unavailable(f"the server is at capacity ({self.config.max_queue} samples queued for "
-                                   f"{model.name}); retry after {self.config.retry_after_s} s") from None
+            exc = self.unavailable(f"the server is at capacity ({self.config.max_queue} samples queued for "
+                                   f"{model.name}); retry after {self.config.retry_after_s} s")
+            await self.hold_refusal(exc)  # as admit's refusals are held
+            raise exc from None
         except BatcherClosed:
             raise self.unavailable("the server is shutting down") from None
 
