@@ -7,6 +7,9 @@ server per ``--max-delay-ms``, by default 0 and 2) and without (``--max-batch 1`
 loads each over HTTP and gRPC at 1, 8, 32 and 64 concurrent requests; for each setting the
 servers are measured in turn, in the order A B C then C B A, so that load from elsewhere on
 the machine hits all alike. Throughput and p50/p99 latency come from perf_analyzer's CSV.
+Each run also records where the time went (Linux): the server's CPU per request, its event-loop
+thread's and busiest other threads' share of a core, perf_analyzer's, the machine's idle share,
+and the model calls by batch size with their time in the model's thread (statistics extension).
 
 Overload: perf_analyzer stops at the first failed request, so goodput under overload is
 measured with this script's own asyncio HTTP/1.1 clients: 32 clients (near the peak) against
@@ -114,6 +117,25 @@ class Server:
         except OSError:
             return None
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def batch_stats(self, model: str) -> dict[int, tuple[int, int]]:
+        """Model calls and their compute nanoseconds by batch size (Triton's statistics extension)."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.url}/v2/models/{model}/stats", timeout=10) as r:
+            stats = json.loads(r.read())["model_stats"][0]["batch_stats"]
+        return {int(b["batch_size"]): (int(b["compute_infer"]["count"]), int(b["compute_infer"]["ns"])) for b in stats}
+
+    def thread_cpu(self) -> dict[int, float] | None:
+        """CPU seconds of each of the server's threads by thread id (the event loop's is the process id)."""
+        out = {}
+        try:
+            for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                out[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            return None
+        return out
 
     def stop(self) -> int | None:
         if self.proc.poll() is None:
@@ -224,15 +246,16 @@ def perf_env(binary: Path) -> dict:
 
 
 def perf_analyzer(binary: Path, url: str, protocol: str, model: str, concurrency: int, window_ms: int,
-                  stability: float = 100.0) -> dict:
+                  stability: float = 100.0, nice: int = 0) -> dict:
     """One perf_analyzer measurement (its defaults otherwise): throughput, p50/p99 ms, or the error.
 
     ``stability``: perf_analyzer's default (10 %: three windows within 10 % of each other) is
     rarely reached on a shared 2-core machine; 100 % accepts any three windows in a row, whose
-    average it reports. The pairs and their medians carry the comparison instead.
+    average it reports. The pairs and their medians carry the comparison instead. ``nice`` > 0 runs
+    perf_analyzer at that lower CPU priority (see ``--client-nice``).
     """
     with tempfile.NamedTemporaryFile(suffix=".csv") as csv:
-        cmd = [str(binary), "-m", model, "-u", url, "-i", protocol, "--concurrency-range", str(concurrency),
+        cmd = [*(["nice", "-n", str(nice)] if nice else []), str(binary), "-m", model, "-u", url, "-i", protocol, "--concurrency-range", str(concurrency),
                "--measurement-interval", str(window_ms), "--max-trials", "10", "--stability-percentage", str(stability),
                "-f", csv.name]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=perf_env(binary), timeout=600)
@@ -247,8 +270,25 @@ def perf_analyzer(binary: Path, url: str, protocol: str, model: str, concurrency
             "errors": 0}
 
 
+def children_cpu() -> float:
+    """User + system CPU seconds of the finished child processes (the perf_analyzer runs)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine_idle() -> tuple[int, int] | None:
+    """(idle, total) CPU ticks of the whole machine since boot (Linux; None elsewhere)."""
+    try:
+        ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return None
+    return ticks[3] + ticks[4], sum(ticks[:8])
+
+
 def sweep(binary: Path, servers: dict, model: str, protocols: list[str], concurrency: list[int],
-          window_ms: int) -> list[dict]:
+          window_ms: int, nice: int = 0) -> list[dict]:
     rows = []
     order = list(servers)
     for protocol in protocols:
@@ -258,12 +298,35 @@ def sweep(binary: Path, servers: dict, model: str, protocols: list[str], concurr
                 for mode in modes:
                     srv = servers[mode]
                     url = srv.url.removeprefix("http://") if protocol == "http" else srv.grpc
-                    cpu, done = srv.cpu_seconds(), srv.inferences(model)
-                    result = perf_analyzer(binary, url, protocol, model, c, window_ms)
+                    cpu, done, threads, batches = srv.cpu_seconds(), srv.inferences(model), srv.thread_cpu(), srv.metrics()
+                    sizes = srv.batch_stats(model)
+                    t0, client0, idle0 = time.perf_counter(), children_cpu(), machine_idle()
+                    result = perf_analyzer(binary, url, protocol, model, c, window_ms, nice=nice)
+                    wall = time.perf_counter() - t0
+                    result["client_cores"] = round((children_cpu() - client0) / wall, 2)  # perf_analyzer's CPU
+                    idle1 = machine_idle()
+                    if idle0 and idle1:
+                        result["machine_idle"] = round((idle1[0] - idle0[0]) / max(idle1[1] - idle0[1], 1), 3)
                     served = srv.inferences(model) - done
                     if cpu is not None and served:
                         # the whole perf_analyzer call (its warm-up and every window): one sample per request
                         result["server_cpu_us_per_request"] = round((srv.cpu_seconds() - cpu) / served * 1e6, 1)
+                        after = srv.thread_cpu() or {}
+                        busy = sorted(((after[t] - threads.get(t, 0.0)) / wall for t in after if t != srv.proc.pid),
+                                      reverse=True)
+                        # the event loop's thread (the main one) and the busiest other (the model's, or gRPC's poller)
+                        result["event_loop_cores"] = round((after[srv.proc.pid] - threads[srv.proc.pid]) / wall, 2)
+                        result["other_thread_cores"] = [round(b, 2) for b in busy if b >= 0.02][:4]
+                    # model calls by batch size, and each size's mean time in the model's thread (compute_infer)
+                    calls_by_size = {b: (n - sizes.get(b, (0, 0))[0], ns - sizes.get(b, (0, 0))[1])
+                                     for b, (n, ns) in srv.batch_stats(model).items()}
+                    result["batches"] = {str(b): {"calls": n, "compute_us": round(ns / n / 1e3, 1)}
+                                         for b, (n, ns) in sorted(calls_by_size.items()) if n > 0}
+                    now = srv.metrics()
+                    calls = now["trimnet_batch_size_count"] - batches["trimnet_batch_size_count"]
+                    if calls:
+                        result["mean_batch"] = round((now["trimnet_batch_size_sum"] - batches["trimnet_batch_size_sum"])
+                                                     / calls, 1)
                     pairs[mode].append(result)
             for mode, runs in pairs.items():
                 good = [r for r in runs if "error" not in r]
@@ -271,11 +334,13 @@ def sweep(binary: Path, servers: dict, model: str, protocols: list[str], concurr
                        "load_average": round(os.getloadavg()[0], 2)}
                 if good:
                     row.update({k: round(float(np.median([r[k] for r in good])), 2)
-                                for k in ("throughput_rps", "p50_ms", "p99_ms", "server_cpu_us_per_request")
+                                for k in ("throughput_rps", "p50_ms", "p99_ms", "server_cpu_us_per_request",
+                                          "event_loop_cores", "mean_batch", "client_cores", "machine_idle")
                                 if all(k in r for r in good)})
                 rows.append(row)
                 print(f"  {protocol:>4} {mode:>8} c={c:>2}: {row.get('throughput_rps')} infer/s  p50 {row.get('p50_ms')}"
-                      f" ms  p99 {row.get('p99_ms')} ms  server CPU {row.get('server_cpu_us_per_request')} us/request  failed runs {len(runs) - len(good)}  "
+                      f" ms  p99 {row.get('p99_ms')} ms  server CPU {row.get('server_cpu_us_per_request')} us/request  "
+                      f"event loop {row.get('event_loop_cores')} cores  mean batch {row.get('mean_batch')}  failed runs {len(runs) - len(good)}  "
                       f"load {row['load_average']}", flush=True)
     return rows
 
@@ -304,7 +369,7 @@ def markdown(rows: list[dict], protocols: list[str], concurrency: list[int], mod
     batched = [m for m in modes if m != "batch-1"]
     head = ["protocol", "concurrency"]
     for m in [*batched, "batch-1"]:
-        head += [f"{m} infer/s", "p50 ms", "p99 ms", "CPU µs/req"]
+        head += [f"{m} infer/s", "p50 ms", "p99 ms", "CPU µs/req", "loop cores"] + (["batch"] if m != "batch-1" else [])
     head += [f"speedup {m}" for m in batched] + ["load"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for p in protocols:
@@ -314,7 +379,8 @@ def markdown(rows: list[dict], protocols: list[str], concurrency: list[int], mod
             for m in [*batched, "batch-1"]:
                 r = by[(p, m, c)]
                 cells += [str(r.get("throughput_rps", "failed")), str(r.get("p50_ms", "-")), str(r.get("p99_ms", "-")),
-                          str(r.get("server_cpu_us_per_request", "-"))]
+                          str(r.get("server_cpu_us_per_request", "-")), str(r.get("event_loop_cores", "-"))]
+                cells += [str(r.get("mean_batch", "-"))] if m != "batch-1" else []
             for m in batched:
                 b = by[(p, m, c)]
                 cells.append(f"{b['throughput_rps'] / s['throughput_rps']:.2f}x"
@@ -340,6 +406,9 @@ def main() -> None:
     ap.add_argument("--overload-base", type=int, default=32, help="clients near the peak")
     ap.add_argument("--overload-factor", type=int, default=10)
     ap.add_argument("--overload-seconds", type=float, default=5.0)
+    ap.add_argument("--client-nice", type=int, default=0,
+                    help="run perf_analyzer at this nice level (0: as the servers; 10: the servers' threads run "
+                         "first), to see how much the load generator sharing the servers' cores holds them back")
     ap.add_argument("--perf-analyzer", help="path of perf_analyzer (default: .bench-venv/bin, then PATH)")
     ap.add_argument("--out", default=str(HERE / "results" / "serve_load.json"))
     args = ap.parse_args()
@@ -363,7 +432,7 @@ def main() -> None:
             for mode, extra in modes.items():
                 servers[mode] = Server(run_dir, *extra)
             print(f"serving {run_dir} ({args.backend}); perf_analyzer {binary}", flush=True)
-            rows = sweep(binary, servers, model, protocols, concurrency, args.window_ms)
+            rows = sweep(binary, servers, model, protocols, concurrency, args.window_ms, args.client_nice)
             print("overload (HTTP, own clients, batched server):", flush=True)
             over = overload(servers["batched"], model, request_bodies(), args.overload_base, args.overload_factor,
                             args.overload_seconds)
@@ -386,6 +455,7 @@ def main() -> None:
                            "met": over["goodput_ratio"] >= 0.8 and heavy["other_errors"] == 0}
     result = {"benchmark": "serve_load", "tool": "perf_analyzer (tritonclient 2.41.0 wheel)", "model": "digits cnn",
               "backend": args.backend, "threads": args.threads, "window_ms": args.window_ms,
+              "client_nice": args.client_nice,
               "max_batch": args.max_batch, "max_delay_ms": delays, "modes": modes,
               "request": "one 1x1x8x8 FP32 sample per request; perf_analyzer's defaults (binary tensors)",
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
