@@ -36,6 +36,7 @@ def small_body(n=1) -> dict:
 def test_health_metadata_and_readiness(client):
     assert client.get("/v2/health/live").json() == {"live": True}
     assert client.get("/v2/health/ready").json() == {"ready": True}
+    assert client.head("/v2/health/ready").status_code == client.head("/v2/health/live").status_code == 200
     assert client.get("/v2/models/digits-cnn/ready").json() == {"name": "digits-cnn", "ready": True}
     meta = client.get("/v2/models/digits-cnn").json()
     assert meta["name"] == "digits-cnn" and meta["platform"] == "trimnet_torch"

@@ -176,6 +176,7 @@ def test_drain_answers_readiness_503_and_never_500():
             drain = asyncio.ensure_future(service.drain(timeout=0.35))
             await asyncio.sleep(0.01)
             ready = await ac.get("/v2/health/ready")
+            assert (await ac.head("/v2/health/ready")).status_code == 503  # a probe that asks with HEAD
             model_ready = await ac.get("/v2/models/slow/ready")
             late = await ac.post("/v2/models/slow/infer", json=SMALL)
             answers = await asyncio.gather(*queued)

@@ -20,11 +20,13 @@ def add_health_routes(app, service: Service) -> None:
     async def server_metadata():
         return {"name": "trimnet", "version": __version__, "extensions": list(EXTENSIONS)}
 
-    @app.get("/v2/health/live", summary="the process is up")
+    # HEAD too: load balancers that probe with HEAD get the status without the body
+    @app.api_route("/v2/health/live", methods=["GET", "HEAD"], summary="the process is up")
     async def live():
         return {"live": True}
 
-    @app.get("/v2/health/ready", summary="every model can take requests", responses={503: ERRORS[503]})
+    @app.api_route("/v2/health/ready", methods=["GET", "HEAD"], summary="every model can take requests",
+                   responses={503: ERRORS[503]})
     async def ready():
         return {"ready": True} if service.ready else not_ready(service)
 
