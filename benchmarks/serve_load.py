@@ -287,6 +287,37 @@ def machine_idle() -> tuple[int, int] | None:
     return ticks[3] + ticks[4], sum(ticks[:8])
 
 
+def measured(srv: Server, binary: Path, url: str, protocol: str, model: str, concurrency: int, window_ms: int,
+             nice: int) -> dict:
+    """One perf_analyzer call against ``srv``, with where the time went while it ran."""
+    pid = srv.proc.pid
+    cpu, done, threads, sizes = srv.cpu_seconds(), srv.inferences(model), srv.thread_cpu(), srv.batch_stats(model)
+    t0, client0, idle0 = time.perf_counter(), children_cpu(), machine_idle()
+    result = perf_analyzer(binary, url, protocol, model, concurrency, window_ms, nice=nice)
+    wall = time.perf_counter() - t0
+    result["client_cores"] = round((children_cpu() - client0) / wall, 2)  # perf_analyzer's CPU
+    idle1 = machine_idle()
+    if idle0 and idle1:
+        result["machine_idle"] = round((idle1[0] - idle0[0]) / max(idle1[1] - idle0[1], 1), 3)
+    served = srv.inferences(model) - done
+    if cpu is not None and served:
+        # the whole perf_analyzer call (its warm-up and every window): one sample per request
+        result["server_cpu_us_per_request"] = round((srv.cpu_seconds() - cpu) / served * 1e6, 1)
+        after = srv.thread_cpu() or {}
+        busy = sorted(((after[t] - threads.get(t, 0.0)) / wall for t in after if t != pid), reverse=True)
+        # the event loop's thread (the main one) and the busiest others (the model's, or gRPC's poller)
+        result["event_loop_cores"] = round((after[pid] - threads[pid]) / wall, 2)
+        result["other_thread_cores"] = [round(b, 2) for b in busy if b >= 0.02][:4]
+    # model calls by batch size, and each size's mean time in the model's thread (compute_infer)
+    calls = {b: (n - sizes.get(b, (0, 0))[0], ns - sizes.get(b, (0, 0))[1])
+             for b, (n, ns) in srv.batch_stats(model).items()}
+    calls = {b: (n, ns) for b, (n, ns) in sorted(calls.items()) if n > 0}
+    result["batches"] = {str(b): {"calls": n, "compute_us": round(ns / n / 1e3, 1)} for b, (n, ns) in calls.items()}
+    if calls:
+        result["mean_batch"] = round(sum(b * n for b, (n, _) in calls.items()) / sum(n for n, _ in calls.values()), 1)
+    return result
+
+
 def sweep(binary: Path, servers: dict, model: str, protocols: list[str], concurrency: list[int],
           window_ms: int, nice: int = 0) -> list[dict]:
     rows = []
@@ -298,36 +329,7 @@ def sweep(binary: Path, servers: dict, model: str, protocols: list[str], concurr
                 for mode in modes:
                     srv = servers[mode]
                     url = srv.url.removeprefix("http://") if protocol == "http" else srv.grpc
-                    cpu, done, threads, batches = srv.cpu_seconds(), srv.inferences(model), srv.thread_cpu(), srv.metrics()
-                    sizes = srv.batch_stats(model)
-                    t0, client0, idle0 = time.perf_counter(), children_cpu(), machine_idle()
-                    result = perf_analyzer(binary, url, protocol, model, c, window_ms, nice=nice)
-                    wall = time.perf_counter() - t0
-                    result["client_cores"] = round((children_cpu() - client0) / wall, 2)  # perf_analyzer's CPU
-                    idle1 = machine_idle()
-                    if idle0 and idle1:
-                        result["machine_idle"] = round((idle1[0] - idle0[0]) / max(idle1[1] - idle0[1], 1), 3)
-                    served = srv.inferences(model) - done
-                    if cpu is not None and served:
-                        # the whole perf_analyzer call (its warm-up and every window): one sample per request
-                        result["server_cpu_us_per_request"] = round((srv.cpu_seconds() - cpu) / served * 1e6, 1)
-                        after = srv.thread_cpu() or {}
-                        busy = sorted(((after[t] - threads.get(t, 0.0)) / wall for t in after if t != srv.proc.pid),
-                                      reverse=True)
-                        # the event loop's thread (the main one) and the busiest other (the model's, or gRPC's poller)
-                        result["event_loop_cores"] = round((after[srv.proc.pid] - threads[srv.proc.pid]) / wall, 2)
-                        result["other_thread_cores"] = [round(b, 2) for b in busy if b >= 0.02][:4]
-                    # model calls by batch size, and each size's mean time in the model's thread (compute_infer)
-                    calls_by_size = {b: (n - sizes.get(b, (0, 0))[0], ns - sizes.get(b, (0, 0))[1])
-                                     for b, (n, ns) in srv.batch_stats(model).items()}
-                    result["batches"] = {str(b): {"calls": n, "compute_us": round(ns / n / 1e3, 1)}
-                                         for b, (n, ns) in sorted(calls_by_size.items()) if n > 0}
-                    now = srv.metrics()
-                    calls = now["trimnet_batch_size_count"] - batches["trimnet_batch_size_count"]
-                    if calls:
-                        result["mean_batch"] = round((now["trimnet_batch_size_sum"] - batches["trimnet_batch_size_sum"])
-                                                     / calls, 1)
-                    pairs[mode].append(result)
+                    pairs[mode].append(measured(srv, binary, url, protocol, model, c, window_ms, nice))
             for mode, runs in pairs.items():
                 good = [r for r in runs if "error" not in r]
                 row = {"protocol": protocol, "mode": mode, "concurrency": c, "runs": runs,

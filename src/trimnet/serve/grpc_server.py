@@ -15,7 +15,7 @@ import logging
 import numpy as np
 
 from trimnet.serve.protocol import (
-    InferRequest, RequestError, check_input_header, decode_input, join_bytes, output_request,
+    InferRequest, RequestError, check_input_header, decode_input, distinct_outputs, join_bytes, output_request,
     request_options,
 )
 from trimnet.serve.service import VERSION, Service
@@ -25,11 +25,6 @@ log = logging.getLogger(__name__)
 CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
             "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
             "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents"}
-
-
-UNIMPLEMENTED = ("RepositoryModelLoad", "RepositoryModelUnload", "SystemSharedMemoryStatus",
-                 "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister", "CudaSharedMemoryStatus",
-                 "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister", "TraceSetting", "LogSettings")
 
 
 def _param(p):
@@ -75,11 +70,8 @@ def parse_request(request, service: Service):
         x = decode_input(tensor.datatype, shape, count, raw=request.raw_input_contents[0])
     else:
         x = _typed_contents(tensor, shape, count, given)
-    outputs = tuple(output_request(i, o.name, False, _class_count(o.parameters), spec)
-                    for i, o in enumerate(request.outputs)) or spec.default_outputs
-    names = [o.name for o in outputs]
-    if len(set(names)) != len(names):
-        raise RequestError(f"an output is requested twice ({', '.join(names)}); ask for each once")
+    outputs = distinct_outputs(tuple(output_request(i, o.name, False, _class_count(o.parameters), spec)
+                                     for i, o in enumerate(request.outputs))) or spec.default_outputs
     req = InferRequest(x=None if isinstance(x, list) else x, texts=x if isinstance(x, list) else None,
                        id=request.id or None, outputs=outputs, top_k=top_k, normalize=normalize)
     return model, req
@@ -217,7 +209,10 @@ def build_servicer(service: Service):
                                                                "(see 'Not implemented' in docs/serving.md)")
         return refuse
 
-    for name in UNIMPLEMENTED:  # a clear status instead of grpc's NotImplementedError and a logged traceback
+    # every RPC of the service not served above (shared memory, trace, log settings, load/unload): a clear
+    # status instead of the generated base class's NotImplementedError and a logged traceback
+    base = pb_grpc.GRPCInferenceServiceServicer
+    for name in [n for n in vars(base) if not n.startswith("_") and n not in vars(Servicer)]:
         setattr(Servicer, name, unimplemented(name))
     return Servicer(), pb_grpc
 

@@ -249,6 +249,16 @@ def join_bytes(items: Sequence[bytes]) -> bytes:
     return b"".join(struct.pack("<I", len(b)) + b for b in items)
 
 
+def distinct_outputs(outputs: tuple[OutputRequest, ...]) -> tuple[OutputRequest, ...]:
+    """``outputs`` as requested, refused when one is asked for twice (HTTP and gRPC alike)."""
+    seen = set()
+    for o in outputs:
+        if o.name in seen:
+            raise RequestError(f"output {o.name!r} is requested twice; ask for each once")
+        seen.add(o.name)
+    return outputs
+
+
 def output_request(i: int, name: Any, binary: Any, class_count: Any, spec: InputSpec) -> OutputRequest:
     """One entry of a request's ``outputs``, checked against the model's outputs."""
     num_classes = spec.num_classes

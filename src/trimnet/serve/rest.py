@@ -18,7 +18,8 @@ import numpy as np
 
 from trimnet.serve.protocol import (
     DATATYPES, INPUT_NAME, OUTPUTS, REGRESSION_OUTPUTS, InferRequest, InputSpec, OutputRequest, RequestError, Tensor,
-    _kind, _short, check_input_header, decode_input, join_bytes, output_request, parse_json, request_options,
+    _kind, _short, check_input_header, decode_input, distinct_outputs, join_bytes, output_request, parse_json,
+    request_options,
 )
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -167,9 +168,7 @@ def _parse_outputs(outputs: Any, binary_all: bool, spec: InputSpec):
             raise RequestError(f"outputs[{i}].parameters must be an object, not {_kind(params)}")
         parsed.append(output_request(i, out.get("name"), params.get("binary_data", binary_all),
                                      params.get("classification", params.get("class_count")), spec))
-        if any(p.name == parsed[-1].name for p in parsed[:-1]):
-            raise RequestError(f"outputs[{i}]: output {parsed[-1].name!r} is requested twice; ask for each once")
-    return tuple(parsed) or tuple(OutputRequest(o.name, binary_all) for o in spec.default_outputs)
+    return distinct_outputs(tuple(parsed)) or tuple(OutputRequest(o.name, binary_all) for o in spec.default_outputs)
 
 
 class NonFinite(RequestError):

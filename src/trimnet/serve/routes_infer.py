@@ -129,8 +129,6 @@ class InferEndpoint:
             except RequestError as exc:
                 await service.hold_refusal(exc)
                 raise
-            body = await receive_body(scope, receive, service.config.max_body_bytes)
-            body_read = True
             length = None
             for key, value in scope["headers"]:
                 if key == HEADER_LENGTH_KEY:
@@ -139,6 +137,8 @@ class InferEndpoint:
                     raise RequestError(f"Content-Encoding {value[:40].decode('latin-1')!r} is not supported here; "
                                        "send the request body uncompressed (tritonclient: leave "
                                        "request_compression_algorithm unset)", status=415)
+            body = await receive_body(scope, receive, service.config.max_body_bytes)
+            body_read = True
             req = parse_infer(body, service.specs[model.name], normalize=service.config.normalize,
                               top_k=service.config.top_k, header_length=length, cache=self.headers)
             tensors = await service.infer(model, req)
